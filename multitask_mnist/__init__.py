@@ -1,0 +1,36 @@
+"""multitask_mnist: multi-input, multi-task learning in PyTorch.
+
+The canonical task: an MNIST image and an integer 0-9 in; the digit in the image
+(classification) and the sum of digit and integer (regression) out.
+"""
+
+from multitask_mnist import presets
+from multitask_mnist.data import AugmentedDigitDataset, DataFileError, DigitSample, load_mnist
+from multitask_mnist.losses import MultiLossOutput, WeightedMultiLoss
+from multitask_mnist.models import (
+    Conv,
+    ConvTrunk,
+    MaxPool,
+    MultiTaskNet,
+    MultiTaskOutput,
+    ScalarFusionHead,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AugmentedDigitDataset",
+    "Conv",
+    "ConvTrunk",
+    "DataFileError",
+    "DigitSample",
+    "MaxPool",
+    "MultiLossOutput",
+    "MultiTaskNet",
+    "MultiTaskOutput",
+    "ScalarFusionHead",
+    "WeightedMultiLoss",
+    "__version__",
+    "load_mnist",
+    "presets",
+]

@@ -1,0 +1,251 @@
+"""The two-input dataset: an image with its digit, plus a random number to add to it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from torchvision.transforms.functional import pil_to_tensor
+
+from multitask_mnist._validation import check_int
+
+__all__ = ["AugmentedDigitDataset", "DigitSample"]
+
+_SEED_MODULUS = 2**63
+
+
+class DigitSample(NamedTuple):
+    """One sample, or a batch of them (every field gains a leading ``B``).
+
+    Attributes:
+        image: ``(1, 28, 28)`` float32, normalized with MNIST's mean and std.
+        number: ``()`` int64, the second input.
+        digit: ``()`` int64, the digit in the image, 0-9.
+        sum: ``()`` int64, ``digit + number``.
+    """
+
+    image: Tensor
+    number: Tensor
+    digit: Tensor
+    sum: Tensor
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> DigitSample:
+        """Return the sample with every field moved to ``device``."""
+        return DigitSample(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+
+class _TensorSource(NamedTuple):
+    """A base dataset's uint8 images and labels, read by tensor indexing."""
+
+    data: Tensor  # (N, 28, 28) uint8
+    targets: Tensor  # (N,) int64
+    index_map: Tensor | None  # position in this dataset -> row of `data`, for Subsets
+
+
+class AugmentedDigitDataset(Dataset[DigitSample]):
+    """Pairs each image of a digit dataset with a random number and their sum.
+
+    Wraps any map-style dataset whose items are ``(image, label)`` with labels
+    0-9: :class:`torchvision.datasets.MNIST`, a :class:`~torch.utils.data.Subset`
+    of it, or a user's own. Images may be PIL images, uint8 tensors (0-255) or
+    float tensors (0-1), shaped ``(28, 28)`` or ``(1, 28, 28)``.
+
+    The numbers are drawn uniformly from ``low..high`` inclusive, once for the
+    whole dataset, from ``seed``: a dataset that is never given an epoch keeps
+    that draw (a fixed evaluation set), while :meth:`set_epoch` draws a fresh,
+    equally reproducible set for each epoch (augmentation for training).
+
+    When the base exposes ``data`` (uint8 ``(N, 28, 28)``) and ``targets`` tensors
+    and no transforms (torchvision's MNIST family, and Subsets of it), samples
+    are normalized straight from the uint8 tensor, and :meth:`get_batch` fetches
+    a whole batch with one tensor index. Both paths give identical samples.
+
+    Args:
+        base: The ``(image, label)`` dataset.
+        low: Smallest number drawn.
+        high: Largest number drawn (inclusive).
+        seed: Seed of the draw.
+
+    Raises:
+        TypeError: ``low``, ``high`` or ``seed`` is not an int.
+        ValueError: ``low > high``, or the base's tensors hold a label outside
+            0-9 or images that are not 28x28.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> images = torch.zeros(4, 1, 28, 28)
+        >>> base = TensorDataset(images, torch.tensor([0, 1, 2, 3]))
+        >>> ds = AugmentedDigitDataset(base, seed=0)
+        >>> sample = ds[2]
+        >>> sample.image.shape, int(sample.digit)
+        (torch.Size([1, 28, 28]), 2)
+        >>> bool(sample.sum == sample.digit + sample.number)
+        True
+    """
+
+    #: Mean and standard deviation of MNIST's training pixels, scaled to 0-1.
+    MEAN = 0.1307
+    STD = 0.3081
+    #: Shape of one image.
+    IMAGE_SHAPE = (1, 28, 28)
+    NUM_CLASSES = 10
+
+    def __init__(self, base: Dataset[Any], *, low: int = 0, high: int = 9, seed: int = 0) -> None:
+        self.low = check_int("low", low)
+        self.high = check_int("high", high)
+        self.seed = check_int("seed", seed)
+        if low > high:
+            raise ValueError(f"Expected `low` <= `high`, got low={low}, high={high}")
+        self.base = base
+        self._length = len(base)  # type: ignore[arg-type]
+        self._source = self._tensor_source(base)
+        self._epoch: int | None = None
+        self._numbers = self._draw(None)
+
+    # -- the draw -----------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch whose numbers are drawn, or ``None`` for the seed's own draw."""
+        return self._epoch
+
+    @property
+    def numbers(self) -> Tensor:
+        """``(N,)`` int64: the number paired with each item in the current draw."""
+        return self._numbers
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the numbers for ``epoch``; the same seed and epoch give the same draw.
+
+        Args:
+            epoch: A non-negative epoch index.
+
+        Raises:
+            TypeError: ``epoch`` is not an int.
+            ValueError: ``epoch`` is negative.
+        """
+        check_int("epoch", epoch, minimum=0)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._numbers = self._draw(epoch)
+
+    def _draw(self, epoch: int | None) -> Tensor:
+        seed = self.seed if epoch is None else self.seed * 1_000_003 + 7_919 * (epoch + 1)
+        generator = torch.Generator().manual_seed(seed % _SEED_MODULUS)
+        return torch.randint(self.low, self.high + 1, (self._length,), generator=generator)
+
+    # -- access ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> DigitSample:
+        if self._source is not None:
+            return DigitSample(*(field[0] for field in self.get_batch([index])))
+        image, label = self.base[index]
+        digit = self._check_label(label, index)
+        number = self._numbers[index]
+        return DigitSample(self._to_image(image, index), number, digit, digit + number)
+
+    def __getitems__(self, indices: list[int]) -> list[DigitSample]:
+        """Fetch many items at once; :class:`~torch.utils.data.DataLoader` calls this."""
+        return [DigitSample(*fields) for fields in zip(*self.get_batch(indices), strict=True)]
+
+    def get_batch(self, indices: Sequence[int] | Tensor) -> DigitSample:
+        """Fetch a batch as one :class:`DigitSample` of batched tensors.
+
+        Args:
+            indices: ``(B,)`` positions in this dataset.
+
+        Returns:
+            ``image`` ``(B, 1, 28, 28)`` float32; ``number``, ``digit``, ``sum`` ``(B,)`` int64.
+        """
+        if self._source is None:
+            items = [self[int(i)] for i in indices]
+            return DigitSample(*(torch.stack(field) for field in zip(*items, strict=True)))
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        rows = idx if self._source.index_map is None else self._source.index_map[idx]
+        image = self._normalize(self._source.data[rows].unsqueeze(1))
+        digit = self._source.targets[rows]
+        number = self._numbers[idx]
+        return DigitSample(image, number, digit, digit + number)
+
+    def __repr__(self) -> str:
+        path = "tensor" if self._source is not None else "per-sample"
+        lines = [
+            f"Number of datapoints: {len(self)}",
+            f"Numbers: {self.low}..{self.high}, seed {self.seed}, epoch {self._epoch}",
+            f"Fetch: {path}",
+            f"Base: {type(self.base).__name__}",
+        ]
+        return "\n".join([type(self).__name__, *("    " + line for line in lines)])
+
+    # -- conversion -----------------------------------------------------------------
+
+    @classmethod
+    def _normalize(cls, image: Tensor) -> Tensor:
+        """uint8 (0-255) or float (0-1) pixels to MNIST-normalized float32."""
+        x = image.to(torch.float32)
+        if image.dtype == torch.uint8:
+            x = x.div_(255)
+        return x.sub_(cls.MEAN).div_(cls.STD)
+
+    @classmethod
+    def _to_image(cls, image: Any, index: int) -> Tensor:
+        if isinstance(image, Image.Image):
+            image = pil_to_tensor(image.convert("L"))
+        elif not isinstance(image, Tensor):
+            image = torch.as_tensor(image)
+        if not (image.dtype == torch.uint8 or image.is_floating_point()):
+            raise TypeError(
+                f"Base image at index {index} has dtype {image.dtype}; "
+                "expected uint8 (0-255) or a float dtype (0-1)"
+            )
+        if image.ndim == 2:
+            image = image.unsqueeze(0)
+        if tuple(image.shape) != cls.IMAGE_SHAPE:
+            raise ValueError(
+                f"Base image at index {index} has shape {tuple(image.shape)}; "
+                "expected (28, 28) or (1, 28, 28)"
+            )
+        return cls._normalize(image)
+
+    @classmethod
+    def _check_label(cls, label: Any, index: int) -> Tensor:
+        value = label.item() if isinstance(label, Tensor) and label.numel() == 1 else label
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"Base label at index {index} is {label!r}; expected an int 0-9")
+        if not 0 <= value < cls.NUM_CLASSES:
+            raise ValueError(f"Base label at index {index} is {value}, outside 0-9")
+        return torch.tensor(value, dtype=torch.long)
+
+    @classmethod
+    def _tensor_source(cls, base: Dataset[Any]) -> _TensorSource | None:
+        """Find uint8 image and label tensors behind ``base`` (through Subsets), if any."""
+        index_map: Tensor | None = None
+        while isinstance(base, Subset):
+            outer = torch.as_tensor(base.indices, dtype=torch.long)
+            index_map = outer if index_map is None else outer[index_map]
+            base = base.dataset
+        data, targets = getattr(base, "data", None), getattr(base, "targets", None)
+        transforms = (getattr(base, a, None) for a in ("transform", "target_transform"))
+        transformed = any(t is not None for t in transforms)
+        if transformed or not isinstance(data, Tensor) or not isinstance(targets, Tensor):
+            return None
+        if data.dtype != torch.uint8 or targets.dtype not in (torch.int64, torch.int32):
+            return None
+        if tuple(data.shape[1:]) != cls.IMAGE_SHAPE[1:]:
+            raise ValueError(f"Base images have shape {tuple(data.shape[1:])}; expected (28, 28)")
+        used = targets if index_map is None else targets[index_map]
+        bad = (used < 0) | (used >= cls.NUM_CLASSES)
+        if bool(bad.any()):
+            position = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"Base label at index {position} is {int(used[position])}, outside 0-9"
+            )
+        return _TensorSource(data, targets.long(), index_map)

@@ -1,0 +1,18 @@
+"""Losses: the weighted sum of the digit's cross-entropy and the sum's squared error."""
+
+from multitask_mnist.losses.functional import (
+    TASKS,
+    MultiLossOutput,
+    task_losses,
+    weighted_multi_loss,
+)
+from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
+
+__all__ = [
+    "STRATEGIES",
+    "TASKS",
+    "MultiLossOutput",
+    "WeightedMultiLoss",
+    "task_losses",
+    "weighted_multi_loss",
+]

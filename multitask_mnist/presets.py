@@ -1,0 +1,189 @@
+"""Named, ready-made networks, and a small registry to find them by name.
+
+``presets.mnist_sum()`` is the documented network, layer for layer. Builders take
+keyword arguments only; an argument that contradicts a value the preset pins
+raises instead of being silently applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from torch import nn
+
+from multitask_mnist.models import Conv, ConvTrunk, Fusion, LayerSpec, MaxPool, MultiTaskNet
+from multitask_mnist.models import ScalarFusionHead as _Head
+
+__all__ = ["MNIST_SUM_LAYERS", "describe", "get", "mnist_sum", "names", "register"]
+
+Builder = TypeVar("Builder", bound=Callable[..., MultiTaskNet])
+_REGISTRY: dict[str, Callable[..., MultiTaskNet]] = {}
+
+#: The documented trunk: nine layers, 28x28 down to 10 channels at 1x1.
+MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
+    Conv("input1", 16, 3),
+    Conv("conv1", 32, 3),
+    Conv("conv2", 64, 3),
+    MaxPool("pool", 2, 2),
+    Conv("oneconv1", 16, 1),
+    Conv("conv3", 32, 3),
+    Conv("conv4", 64, 3),
+    Conv("conv5", 64, 3),
+    Conv("conv6", 10, 5),
+)
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder under ``name``; a name may be registered once.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"A preset named {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def names() -> list[str]:
+    """The registered preset names, sorted.
+
+    Example:
+        >>> "mnist_sum" in names()
+        True
+    """
+    return sorted(_REGISTRY)
+
+
+def describe(name: str) -> str:
+    """The first line of a preset's docstring.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists the known names.
+    """
+    doc = _lookup(name).__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def get(name: str, **overrides: Any) -> MultiTaskNet:
+    """Build the preset ``name`` with keyword ``overrides``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the known names),
+            or an override conflicts with a value the preset pins.
+        TypeError: An override the preset does not take.
+
+    Example:
+        >>> net = get("mnist_sum", fusion="expectation")
+        >>> net.head.fusion
+        'expectation'
+    """
+    return _lookup(name)(**overrides)
+
+
+def _lookup(name: str) -> Callable[..., MultiTaskNet]:
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown preset {name!r}; known presets: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
+    """Refuse overrides the preset cannot honour: unknown names, or other values for pinned ones."""
+    unknown = sorted(set(overrides) - set(pinned))
+    if unknown:
+        raise TypeError(f"{preset}() got unexpected keyword argument(s): {', '.join(unknown)}")
+    for key, value in overrides.items():
+        if value != pinned[key]:
+            raise ValueError(
+                f"Preset {preset!r} pins {key}={pinned[key]!r}; got {key}={value!r}. "
+                "Build a MultiTaskNet from ConvTrunk and ScalarFusionHead to change it."
+            )
+
+
+def _multitask_net(
+    layers: Sequence[LayerSpec],
+    *,
+    hidden: Sequence[int],
+    fusion: Fusion,
+    number_range: tuple[int, int],
+    act_layer: Callable[[], nn.Module],
+    norm_layer: Callable[[int], nn.Module] | None = None,
+    drop_layer: Callable[[], nn.Module] | None = None,
+    global_pool: bool = False,
+) -> MultiTaskNet:
+    trunk = ConvTrunk(
+        layers,
+        act_layer=act_layer,
+        norm_layer=norm_layer,
+        drop_layer=drop_layer,
+        global_pool=global_pool,
+    )
+    head = _Head(trunk.out_features, hidden=hidden, fusion=fusion, side_range=number_range)
+    return MultiTaskNet(trunk, head)
+
+
+@register("mnist_sum")
+def mnist_sum(
+    *,
+    fusion: Fusion = "argmax",
+    act_layer: Callable[[], nn.Module] = nn.ReLU,
+    number_range: tuple[int, int] = (0, 9),
+    **pinned: Any,
+) -> MultiTaskNet:
+    """The documented network: nine conv/pool layers and a three-layer linear adder.
+
+    Trunk: ``input1`` Conv2d(1, 16, 3), ``conv1`` Conv2d(16, 32, 3), ``conv2``
+    Conv2d(32, 64, 3), ``pool`` MaxPool2d(2, 2), ``oneconv1`` Conv2d(64, 16, 1),
+    ``conv3`` Conv2d(16, 32, 3), ``conv4`` Conv2d(32, 64, 3), ``conv5``
+    Conv2d(64, 64, 3), ``conv6`` Conv2d(64, 10, 5), ReLU after each but the last.
+    Head: ``input2`` Linear(2, 5), ``layer1`` Linear(5, 5), ``out2`` Linear(5, 1),
+    no activation. 100,461 parameters.
+
+    The default fusion is ``"argmax"``: in a probe with equal loss weights, the
+    differentiable modes let the sum loss pull the trunk's logits towards a good
+    mean rather than a good class, and digit accuracy collapsed; with ``argmax``
+    the trunk learns from the digit loss alone and the head learns to add.
+
+    Args:
+        fusion: How the digit logits become the digit estimate the head adds
+            (see :class:`~multitask_mnist.models.ScalarFusionHead`).
+        act_layer: Activation after each convolution but the last.
+        number_range: ``(low, high)`` of the second input.
+        **pinned: ``num_classes=10``, ``in_channels=1``, ``hidden=(5, 5)``,
+            ``norm_layer=None``, ``drop_layer=None``, ``global_pool=False`` are
+            accepted only with these values.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: A pinned argument with another value, or an unknown ``fusion``.
+        TypeError: An argument the preset does not take.
+
+    Example:
+        >>> net = mnist_sum()
+        >>> sum(p.numel() for p in net.parameters())
+        100461
+    """
+    _pin(
+        "mnist_sum",
+        pinned,
+        num_classes=10,
+        in_channels=1,
+        hidden=(5, 5),
+        norm_layer=None,
+        drop_layer=None,
+        global_pool=False,
+    )
+    return _multitask_net(
+        MNIST_SUM_LAYERS,
+        hidden=(5, 5),
+        fusion=fusion,
+        number_range=number_range,
+        act_layer=act_layer,
+    )

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real MNIST files (when configured) and small IDX files made here."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from multitask_mnist import load_mnist
+from multitask_mnist.data import DATA_ENV_VAR
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def write_idx(path: Path, array: torch.Tensor, *, magic: int | None = None) -> None:
+    """Write a uint8 tensor as an IDX file (magic 0x0000080N, then big-endian dims)."""
+    dims = tuple(array.shape)
+    magic = (0x08 << 8) | len(dims) if magic is None else magic
+    header = struct.pack(f">I{len(dims)}I", magic, *dims)
+    path.write_bytes(header + array.to(torch.uint8).contiguous().numpy().tobytes())
+
+
+def write_fake_mnist(root: Path, n_train: int = 12, n_test: int = 6, seed: int = 0) -> Path:
+    """Write a tiny, well-formed MNIST in torchvision's layout under ``root``."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = IDX_NAMES[split]
+        write_idx(raw / images, torch.randint(0, 256, (n, 28, 28), generator=g))
+        write_idx(raw / labels, torch.arange(n) % 10)
+    return root
+
+
+@pytest.fixture
+def fake_mnist_root(tmp_path: Path) -> Path:
+    return write_fake_mnist(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The real MNIST folder from $MULTITASK_MNIST_DATA; a failure under CI=true if absent."""
+    value = os.environ.get(DATA_ENV_VAR)
+    raw = Path(value or "data") / "MNIST" / "raw"
+    complete = all((raw / n).is_file() for pair in IDX_NAMES.values() for n in pair)
+    if not complete:
+        message = f"real MNIST files not found under {raw}; set ${DATA_ENV_VAR}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return raw.parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist_train(mnist_root: Path) -> MNIST:
+    return load_mnist(mnist_root, train=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_root: Path) -> MNIST:
+    return load_mnist(mnist_root, train=False)
