@@ -15,6 +15,7 @@ from multitask_mnist.models import (
     MultiTaskOutput,
     ScalarFusionHead,
 )
+from multitask_mnist.training import Trainer
 
 __version__ = "0.1.0.dev0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "MultiTaskNet",
     "MultiTaskOutput",
     "ScalarFusionHead",
+    "Trainer",
     "WeightedMultiLoss",
     "__version__",
     "load_mnist",

@@ -66,3 +66,25 @@ def mnist_train(mnist_root: Path) -> MNIST:
 @pytest.fixture(scope="session")
 def mnist_test(mnist_root: Path) -> MNIST:
     return load_mnist(mnist_root, train=False)
+
+
+class SyntheticDigits(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """Ten fixed 28x28 patterns plus noise, labelled by pattern: learnable in a few steps.
+
+    Exposes uint8 ``data`` and int64 ``targets`` like torchvision's MNIST, so
+    :class:`AugmentedDigitDataset` takes its tensor path.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(1234)
+        templates = torch.randint(0, 2, (10, 28, 28), generator=g) * 200
+        g.manual_seed(seed)
+        self.targets = torch.randint(0, 10, (n,), generator=g)
+        noise = torch.randint(0, 56, (n, 28, 28), generator=g)
+        self.data = (templates[self.targets] + noise).to(torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.data[index], int(self.targets[index])

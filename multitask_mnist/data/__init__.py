@@ -2,13 +2,18 @@
 
 from multitask_mnist.data._idx import DataFileError
 from multitask_mnist.data.augmented import AugmentedDigitDataset, DigitSample
+from multitask_mnist.data.image import MNIST_MEAN, MNIST_STD, image_to_tensor, normalize
 from multitask_mnist.data.mnist import DATA_ENV_VAR, default_root, load_mnist
 
 __all__ = [
     "DATA_ENV_VAR",
+    "MNIST_MEAN",
+    "MNIST_STD",
     "AugmentedDigitDataset",
     "DataFileError",
     "DigitSample",
     "default_root",
+    "image_to_tensor",
     "load_mnist",
+    "normalize",
 ]

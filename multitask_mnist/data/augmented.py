@@ -6,12 +6,17 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
-from torchvision.transforms.functional import pil_to_tensor
 
 from multitask_mnist._validation import check_int
+from multitask_mnist.data.image import (
+    IMAGE_SHAPE,
+    MNIST_MEAN,
+    MNIST_STD,
+    image_to_tensor,
+    normalize,
+)
 
 __all__ = ["AugmentedDigitDataset", "DigitSample"]
 
@@ -89,10 +94,10 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
     """
 
     #: Mean and standard deviation of MNIST's training pixels, scaled to 0-1.
-    MEAN = 0.1307
-    STD = 0.3081
+    MEAN = MNIST_MEAN
+    STD = MNIST_STD
     #: Shape of one image.
-    IMAGE_SHAPE = (1, 28, 28)
+    IMAGE_SHAPE = IMAGE_SHAPE
     NUM_CLASSES = 10
 
     def __init__(self, base: Dataset[Any], *, low: int = 0, high: int = 9, seed: int = 0) -> None:
@@ -170,7 +175,7 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
             return DigitSample(*(torch.stack(field) for field in zip(*items, strict=True)))
         idx = torch.as_tensor(indices, dtype=torch.long)
         rows = idx if self._source.index_map is None else self._source.index_map[idx]
-        image = self._normalize(self._source.data[rows].unsqueeze(1))
+        image = normalize(self._source.data[rows].unsqueeze(1))
         digit = self._source.targets[rows]
         number = self._numbers[idx]
         return DigitSample(image, number, digit, digit + number)
@@ -187,33 +192,12 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
 
     # -- conversion -----------------------------------------------------------------
 
-    @classmethod
-    def _normalize(cls, image: Tensor) -> Tensor:
-        """uint8 (0-255) or float (0-1) pixels to MNIST-normalized float32."""
-        x = image.to(torch.float32)
-        if image.dtype == torch.uint8:
-            x = x.div_(255)
-        return x.sub_(cls.MEAN).div_(cls.STD)
-
-    @classmethod
-    def _to_image(cls, image: Any, index: int) -> Tensor:
-        if isinstance(image, Image.Image):
-            image = pil_to_tensor(image.convert("L"))
-        elif not isinstance(image, Tensor):
-            image = torch.as_tensor(image)
-        if not (image.dtype == torch.uint8 or image.is_floating_point()):
-            raise TypeError(
-                f"Base image at index {index} has dtype {image.dtype}; "
-                "expected uint8 (0-255) or a float dtype (0-1)"
-            )
-        if image.ndim == 2:
-            image = image.unsqueeze(0)
-        if tuple(image.shape) != cls.IMAGE_SHAPE:
-            raise ValueError(
-                f"Base image at index {index} has shape {tuple(image.shape)}; "
-                "expected (28, 28) or (1, 28, 28)"
-            )
-        return cls._normalize(image)
+    @staticmethod
+    def _to_image(image: Any, index: int) -> Tensor:
+        try:
+            return image_to_tensor(image)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"Base image at index {index} {error}") from None
 
     @classmethod
     def _check_label(cls, label: Any, index: int) -> Tensor:

@@ -1,0 +1,271 @@
+"""The ``multitask-mnist`` command line: train, evaluate, predict, presets.
+
+Every failure the user can cause (a bad flag, a missing file, an unreadable
+checkpoint, a diverging run) ends in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+from torch.utils.data import Subset
+
+from multitask_mnist import presets
+from multitask_mnist.data import (
+    DATA_ENV_VAR,
+    AugmentedDigitDataset,
+    DataFileError,
+    default_root,
+    image_to_tensor,
+    load_mnist,
+)
+from multitask_mnist.models import FUSION_MODES, MultiTaskNet
+from multitask_mnist.training import (
+    PRECISIONS,
+    CheckpointError,
+    NonFiniteLossError,
+    Trainer,
+    load_checkpoint,
+)
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("multitask_mnist")
+
+#: Seed of the test split's numbers: every run is scored on the same image/number pairs.
+TEST_SEED = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+_USER_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    DataFileError,
+    CheckpointError,
+    NonFiniteLossError,
+    OSError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the documented run, shared by ``train`` and the example script."""
+    parser.add_argument("--epochs", type=int, default=10, help="epochs to train (default: 10)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
+    _add_data_dir(parser)
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("runs/mnist_sum"),
+        help="checkpoints, metrics.json, history.csv and plots (default: runs/mnist_sum)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="train on the first N training images; the test still uses all 10,000",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --output-dir"
+    )
+    parser.add_argument(
+        "--fusion", choices=FUSION_MODES, default=None,
+        help="how the digit estimate joins the number (default: the preset's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto: bfloat16 autocast where the hardware runs it natively (default: auto)",
+    )  # fmt: skip
+    _add_device(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help=f"folder holding MNIST/raw/ (default: ${DATA_ENV_VAR}, else ./data, downloading)",
+    )  # fmt: skip
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``."""
+    parser = _Parser(
+        prog="multitask-mnist",
+        description="Read a handwritten digit and add a number to it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train a preset and test it on the 10,000 images")
+    train.add_argument(
+        "--preset", default="mnist_sum", help=f"one of: {', '.join(presets.names())}"
+    )
+    add_train_arguments(train)
+
+    evaluate = commands.add_parser("evaluate", help="digit and sum accuracy on the test set")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    _add_data_dir(evaluate)
+    _add_device(evaluate)
+
+    predict = commands.add_parser("predict", help="read a PNG digit and add NUMBER to it")
+    predict.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
+    predict.add_argument("number", type=int, help="the number to add, 0-9")
+    _add_device(predict)
+
+    commands.add_parser("presets", help="list the presets")
+    return parser
+
+
+def _data_root(data_dir: Path | None) -> tuple[Path, bool]:
+    """The data folder and whether to download into it (only for the ./data default)."""
+    if data_dir is not None:
+        return data_dir, False
+    return default_root(), not os.environ.get(DATA_ENV_VAR)
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
+    """Train ``preset`` as the flags say, then test it on the 10,000 test images."""
+    for name in ("epochs", "batch_size", "limit"):
+        _check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    root, download = _data_root(args.data_dir)
+    train_base: Any = load_mnist(root, train=True, download=download)
+    if args.limit is not None:
+        train_base = Subset(train_base, range(min(args.limit, len(train_base))))
+    train_data = AugmentedDigitDataset(train_base, seed=args.seed)
+    test_data = AugmentedDigitDataset(load_mnist(root, train=False), seed=TEST_SEED)
+    preset_kwargs = {} if args.fusion is None else {"fusion": args.fusion}
+    torch.manual_seed(args.seed)
+    model = presets.get(preset, **preset_kwargs)
+    trainer = Trainer(
+        model,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        output_dir=args.output_dir,
+        progress=not args.no_progress,
+        config={"preset": preset, "preset_kwargs": preset_kwargs, "limit": args.limit},
+    )
+    trainer.fit(train_data, resume=args.resume)
+    print("Finished Training")
+    _print_test_line(trainer.test(test_data), len(test_data))
+    return 0
+
+
+def _print_test_line(metrics: dict[str, float], n: int) -> None:
+    print(
+        f"Accuracy of the network on the {n:,} test images: "
+        f"digit {metrics['digit_accuracy']:.2f}%, sum {metrics['sum_accuracy']:.2f}%"
+    )
+
+
+def model_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiTaskNet:
+    """Rebuild the preset a checkpoint was trained from and load its weights.
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        CheckpointError: Unreadable, untrusted, or not matching its preset's layers.
+    """
+    state = load_checkpoint(path)
+    config = state.get("config", {})
+    name = config.get("preset")
+    if not isinstance(name, str):
+        raise CheckpointError(f"{path} does not say which preset it was trained from")
+    model = presets.get(name, **config.get("preset_kwargs", {}))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path} does not match preset {name!r}: {str(error).splitlines()[0]}"
+        ) from error
+    return model.to(device)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    model = model_from_checkpoint(args.checkpoint)
+    root, download = _data_root(args.data_dir)
+    test_data = AugmentedDigitDataset(
+        load_mnist(root, train=False, download=download), seed=TEST_SEED
+    )
+    trainer = Trainer(model, device=args.device, progress=False)
+    _print_test_line(trainer.evaluate(test_data), len(test_data))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    model = model_from_checkpoint(args.checkpoint)
+    if not args.image.is_file():
+        raise FileNotFoundError(f"Image not found: {args.image}")
+    try:
+        with Image.open(args.image) as picture:
+            image = image_to_tensor(picture, fit=True)
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{args.image} is not an image PIL can read") from error
+    low, high = model.head.side_range
+    if not low <= args.number <= high:
+        raise ValueError(f"NUMBER must be in {low}..{high}, got {args.number}")
+    trainer = Trainer(model, device=args.device, progress=False)
+    prediction = trainer.predict(image.unsqueeze(0), torch.tensor([args.number]))
+    print(f"digit: {int(prediction.digit[0])}, sum: {int(prediction.sum[0])}")
+    return 0
+
+
+def run_presets(_: argparse.Namespace) -> int:
+    width = max(len(name) for name in presets.names())
+    for name in presets.names():
+        print(f"{name:<{width}}  {presets.describe(name)}")
+    return 0
+
+
+def configure_logging() -> None:
+    """Show the library's INFO messages (the epoch lines) on stdout, as bare messages."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    commands = {
+        "train": lambda a: run_train(a, a.preset),
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+        "presets": run_presets,
+    }
+    try:
+        return int(commands[args.command](args))
+    except _USER_ERRORS as error:
+        print(f"multitask-mnist {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"multitask-mnist {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,31 @@
+"""Training: the Trainer, its callbacks, metrics and checkpoints."""
+
+from multitask_mnist.training._runtime import PRECISIONS, seed_everything
+from multitask_mnist.training.callbacks import Callback, EarlyStopping
+from multitask_mnist.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from multitask_mnist.training.history import History
+from multitask_mnist.training.metrics import METRIC_NAMES
+from multitask_mnist.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    NonFiniteLossError,
+    Prediction,
+    Trainer,
+)
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "METRIC_NAMES",
+    "PRECISIONS",
+    "Callback",
+    "CheckpointError",
+    "EarlyStopping",
+    "History",
+    "NonFiniteLossError",
+    "Prediction",
+    "Trainer",
+    "load_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+]

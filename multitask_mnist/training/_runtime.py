@@ -1,0 +1,112 @@
+"""Device, precision and seeding choices the Trainer makes on the user's behalf."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multitask_mnist._validation import check_choice
+
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "cpu_supports_bf16",
+    "get_rng_state",
+    "resolve_device",
+    "resolve_precision",
+    "seed_everything",
+    "set_rng_state",
+]
+
+#: The accepted ``precision`` values.
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then the CPU; anything else is passed to torch.
+
+    Raises:
+        ValueError: An unknown device string, or a device that is not available.
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"Expected argument `device` to be 'auto' or a torch device, got {device!r}"
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Argument `device` is {device!r} but CUDA is not available")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"Argument `device` is {device!r} but MPS is not available")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or ``None`` for float32.
+
+    ``"auto"`` chooses bfloat16 on CUDA devices that support it and on CPUs with
+    native bfloat16 arithmetic, float32 elsewhere.
+    """
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    return None
+
+
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device``, or a no-op for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's global generators (all CUDA devices included)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Every global RNG state the library touches, as checkpointable plain data."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,98 @@
+"""Events the Trainer fires, and the callbacks that ship with the library.
+
+A callback subclasses :class:`Callback` and overrides the events it cares about;
+the Trainer calls them in the order the callbacks were given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from multitask_mnist._validation import check_choice, check_int, check_number
+
+if TYPE_CHECKING:
+    from multitask_mnist.training.history import History
+    from multitask_mnist.training.trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping"]
+
+
+class Callback:
+    """Base class: every event is a no-op. ``epoch`` counts from 1."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first epoch of :meth:`Trainer.fit` (also when resuming)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first batch of ``epoch``."""
+
+    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
+        """After the optimizer step of batch ``step`` (from 0); ``loss`` is a 0-dim tensor.
+
+        Reading ``loss`` with ``.item()`` forces a host synchronisation on an accelerator.
+        """
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """After ``epoch`` is trained and validated; ``metrics`` holds ``train_*`` and ``val_*``."""
+
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
+        """After the last epoch, or after a callback stopped training."""
+
+
+class EarlyStopping(Callback):
+    """Stop training when a metric has not improved for ``patience`` epochs.
+
+    Args:
+        monitor: A key of the epoch metrics, e.g. ``"val_loss"`` or ``"val_digit_accuracy"``.
+        patience: Epochs without improvement before stopping.
+        mode: ``"min"`` if lower is better, ``"max"`` if higher is.
+        min_delta: The least change that counts as an improvement.
+
+    Raises:
+        ValueError: ``patience < 1``, negative ``min_delta`` or unknown ``mode``.
+
+    Example:
+        >>> stopper = EarlyStopping("val_loss", patience=2)
+        >>> stopper.improved(1.0), stopper.improved(1.5), stopper.improved(0.9)
+        (True, False, True)
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+    ) -> None:
+        self.monitor = monitor
+        self.patience = check_int("patience", patience, minimum=1)
+        self.mode = check_choice("mode", mode, ("min", "max"))
+        self.min_delta = check_number("min_delta", min_delta, minimum=0.0)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.bad_epochs = 0
+
+    def improved(self, value: float) -> bool:
+        """Record ``value`` and say whether it beats the best so far."""
+        better = (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        )
+        if better:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.monitor not in metrics:
+            raise KeyError(
+                f"EarlyStopping monitors {self.monitor!r}, which is not among the epoch "
+                f"metrics: {', '.join(sorted(metrics))}"
+            )
+        if not self.improved(metrics[self.monitor]) and self.bad_epochs >= self.patience:
+            trainer.stop(f"{self.monitor} did not improve for {self.patience} epoch(s)")

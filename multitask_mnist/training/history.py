@@ -1,0 +1,37 @@
+"""What a run records, epoch by epoch."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["History"]
+
+
+@dataclass
+class History:
+    """The metrics of each epoch of a run, oldest first.
+
+    Attributes:
+        epochs: One dict per epoch: ``epoch``, ``lr``, ``time_s``, ``train_*`` and,
+            with validation data, ``val_*`` metrics.
+        stop_reason: Why training stopped early, or ``None``.
+    """
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def metric(self, key: str) -> list[float]:
+        """The values of one metric over the epochs, e.g. ``history.metric("train_loss")``."""
+        return [row[key] for row in self.epochs if key in row]
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write one row per epoch, with a header naming every metric seen."""
+        keys: list[str] = []
+        for row in self.epochs:
+            keys += [k for k in row if k not in keys]
+        with Path(path).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.epochs)

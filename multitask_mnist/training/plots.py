@@ -1,0 +1,81 @@
+"""PNG plots of a run, drawn when matplotlib (the ``plot`` extra) is installed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from multitask_mnist.training.history import History
+
+__all__ = ["save_confusion", "save_curves"]
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.debug("matplotlib is not installed; no plots are drawn")
+        return None
+    return plt
+
+
+def save_curves(history: History, folder: Path) -> list[Path]:
+    """Write ``loss.png`` and ``accuracy.png`` of the train (and validation) metrics."""
+    plt = _pyplot()
+    if plt is None or not history.epochs:
+        return []
+    epochs = history.metric("epoch")
+    written = []
+    for name, keys, ylabel in (
+        ("loss.png", ("train_loss", "val_loss"), "loss"),
+        ("accuracy.png", ("train_digit_accuracy", "train_sum_accuracy", "val_digit_accuracy",
+                          "val_sum_accuracy"), "accuracy (%)"),
+    ):  # fmt: skip
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key in keys:
+            values = history.metric(key)
+            if values:
+                ax.plot(epochs[-len(values) :], values, marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        written.append(folder / name)
+    return written
+
+
+def save_confusion(confusion: Tensor, folder: Path) -> Path | None:
+    """Write ``confusion_matrix.png``: rows are true digits, columns predicted ones."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    counts = confusion.tolist()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    image = ax.imshow(confusion.float().log1p().numpy(), cmap="Blues")
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            if count:
+                color = "white" if i == j else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(counts)))
+    ax.set_yticks(range(len(counts)))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("Test digits")
+    fig.colorbar(image, ax=ax, label="log(1 + count)")
+    fig.tight_layout()
+    path = folder / "confusion_matrix.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,173 @@
+"""The command line, through real subprocesses, on a small MNIST made by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import write_fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(
+    *args: str, data: Path | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CI": "true"}
+    env.pop("MULTITASK_MNIST_DATA", None)
+    if data is not None:
+        env["MULTITASK_MNIST_DATA"] = str(data)
+    return subprocess.run(
+        [sys.executable, "-m", "multitask_mnist", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=300, n_test=100)
+
+
+@pytest.fixture(scope="module")
+def trained(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("run")
+    result = _run("train", "--epochs", "1", "--limit", "200", "--batch-size", "50",
+                  "--output-dir", str(out), data=small_mnist)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["presets"]])
+def test_help(command: list[str]) -> None:
+    result = _run(*command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: multitask-mnist")
+
+
+def test_train_prints_the_documented_lines_and_writes_the_run(trained: tuple[Path, str]) -> None:
+    out, stdout = trained
+    lines = stdout.splitlines()
+    assert re.fullmatch(
+        r"Epoch: 1, loss: \d+\.\d{4}, Classification Acc: \d+\.\d{2}, Addition Acc: \d+\.\d{2}",
+        lines[0],
+    ), lines
+    assert lines[-2] == "Finished Training"
+    assert re.fullmatch(
+        r"Accuracy of the network on the 100 test images: digit \d+\.\d{2}%, sum \d+\.\d{2}%",
+        lines[-1],
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["limit"] == 200 and len(metrics["epochs"]) == 1
+    assert "test_digit_accuracy" in metrics and (out / "last.pt").is_file()
+
+
+def test_evaluate_prints_both_accuracies(trained: tuple[Path, str], small_mnist: Path) -> None:
+    out, stdout = trained
+    result = _run("evaluate", "--checkpoint", str(out / "last.pt"), "--data-dir", str(small_mnist))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == stdout.splitlines()[-1]  # same model, same test pairs
+
+
+@pytest.mark.parametrize("size", [(28, 28), (200, 150)])
+def test_predict_on_a_png(trained: tuple[Path, str], tmp_path: Path, size: tuple[int, int]) -> None:
+    out, _ = trained
+    picture = Image.new("RGB", size, "white")
+    picture.paste((0, 0, 0), (size[0] // 3, size[1] // 4, size[0] // 2, 3 * size[1] // 4))
+    path = tmp_path / "digit.png"
+    picture.save(path)
+    result = _run("predict", "--checkpoint", str(out / "last.pt"), str(path), "7")
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"digit: (\d), sum: (-?\d+)\n", result.stdout)
+    assert match, result.stdout
+
+
+def test_presets_lists_the_documented_network() -> None:
+    result = _run("presets")
+    assert result.returncode == 0
+    assert re.search(r"^mnist_sum\s+The documented network", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value: 'many'"),
+        (["train", "--fusion", "sum"], 2, "argument --fusion: invalid choice: 'sum'"),
+        (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["train", "--epochs", "0"], 1, "--epochs must be a positive integer, got 0"),
+        (["train", "--preset", "vgg"], 1, "Unknown preset 'vgg'; known presets: mnist_sum"),
+        (["evaluate", "--checkpoint", "missing.pt"], 1, "Checkpoint not found: missing.pt"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_a_nonzero_exit(
+    args: list[str], code: int, message: str, small_mnist: Path
+) -> None:
+    result = _run(*args, data=small_mnist)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_is_one_line(tmp_path: Path) -> None:
+    result = _run("train", "--data-dir", str(tmp_path), "--epochs", "1")
+    assert result.returncode == 1
+    assert result.stderr.startswith("multitask-mnist train: error: MNIST not found in ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = _run("evaluate", "--checkpoint", str(bad))
+    assert result.returncode == 1
+    assert "is not a readable checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_predict_rejects_number_out_of_range(trained: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = trained
+    path = tmp_path / "d.png"
+    Image.new("L", (28, 28)).save(path)
+    result = _run("predict", "--checkpoint", str(out / "last.pt"), str(path), "12")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "multitask-mnist predict: error: NUMBER must be in 0..9, got 12"
+
+
+def test_example_script_help() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_mnist_sum.py"), "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--data-dir", "--output-dir",
+                 "--limit", "--resume", "--fusion", "--precision"):  # fmt: skip
+        assert flag in result.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("multitask-mnist")
+    assert script.is_file()
+    result = subprocess.run([str(script), "presets"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "mnist_sum" in result.stdout
+    assert torch.__version__  # the script ran in this environment
+
+
+def test_resume_trains_only_the_new_epoch(small_mnist: Path, tmp_path: Path) -> None:
+    common = ["--limit", "100", "--batch-size", "50", "--output-dir", str(tmp_path)]
+    first = _run("train", "--epochs", "1", *common, data=small_mnist)
+    assert first.returncode == 0, first.stderr
+    second = _run("train", "--epochs", "2", "--resume", *common, data=small_mnist)
+    assert second.returncode == 0, second.stderr
+    assert [
+        line.split(",")[0] for line in second.stdout.splitlines() if line.startswith("Epoch")
+    ] == ["Epoch: 2"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
