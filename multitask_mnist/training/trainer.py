@@ -157,7 +157,7 @@ class Trainer:
         weight_decay: float = 0.0,
         epochs: int = 10,
         batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 256,
         scheduler: str | SchedulerFactory = "onecycle",
         seed: int = 0,
         device: str | torch.device = "auto",
