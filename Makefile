@@ -1,4 +1,5 @@
-# Two entry points: `make train` runs the documented example, `make test` checks everything.
+# Two entry points: `make train` runs the documented example, `make test` checks everything
+# (ruff, mypy --strict, pytest with doctests, and the Sphinx docs built with warnings as errors).
 # Each creates .venv and installs the project into it on first use (and when pyproject.toml changes).
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint typecheck pytest clean
+.PHONY: train test lint typecheck pytest docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html
+
+test: lint typecheck pytest docs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

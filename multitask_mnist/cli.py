@@ -35,7 +35,14 @@ from multitask_mnist.training import (
     load_checkpoint,
 )
 
-__all__ = ["build_parser", "main"]
+__all__ = [
+    "add_train_arguments",
+    "build_parser",
+    "configure_logging",
+    "main",
+    "model_from_checkpoint",
+    "run_train",
+]
 
 logger = logging.getLogger("multitask_mnist")
 
@@ -63,7 +70,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of the documented run, shared by ``train`` and the example script."""
+    """Add the flags of the documented run, shared by ``train`` and the example script.
+
+    Args:
+        parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
+            ``--data-dir``, ``--output-dir``, ``--limit``, ``--resume``, ``--fusion``,
+            ``--precision``, ``--device`` and ``--no-progress``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_train_arguments(parser)
+        >>> parser.parse_args(["--epochs", "3"]).epochs
+        3
+    """
     parser.add_argument("--epochs", type=int, default=10, help="epochs to train (default: 10)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
@@ -104,7 +123,15 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``."""
+    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``.
+
+    Returns:
+        A parser with the subcommands ``train``, ``evaluate``, ``predict`` and ``presets``.
+
+    Example:
+        >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
+        'evaluate'
+    """
     parser = _Parser(
         prog="multitask-mnist",
         description="Read a handwritten digit and add a number to it.",
@@ -144,7 +171,28 @@ def _check_positive(name: str, value: int | None) -> None:
 
 
 def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
-    """Train ``preset`` as the flags say, then test it on the 10,000 test images."""
+    """Train ``preset`` as the flags say, then test it on the 10,000 test images.
+
+    Prints the epoch lines (through logging), ``Finished Training`` and the test line.
+
+    Args:
+        args: Flags from :func:`add_train_arguments`.
+        preset: A registered preset name.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        ValueError: A flag out of range, or an unknown preset.
+        FileNotFoundError: MNIST is missing and may not be downloaded.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
+        >>> run_train(parser.parse_args(["--epochs", "0"]))
+        Traceback (most recent call last):
+        ...
+        ValueError: --epochs must be a positive integer, got 0
+    """
     for name in ("epochs", "batch_size", "limit"):
         _check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
     root, download = _data_root(args.data_dir)
@@ -183,6 +231,19 @@ def _print_test_line(metrics: dict[str, float], n: int) -> None:
 
 def model_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiTaskNet:
     """Rebuild the preset a checkpoint was trained from and load its weights.
+
+    Args:
+        path: A checkpoint written by the Trainer with ``config={"preset": ...}``.
+        device: Where to put the model.
+
+    Returns:
+        The model, with the checkpoint's weights.
+
+    Example:
+        >>> model_from_checkpoint(Path("missing.pt"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Checkpoint not found: missing.pt
 
     Raises:
         FileNotFoundError: No file at ``path``.
@@ -242,7 +303,13 @@ def run_presets(_: argparse.Namespace) -> int:
 
 
 def configure_logging() -> None:
-    """Show the library's INFO messages (the epoch lines) on stdout, as bare messages."""
+    """Show the library's INFO messages (the epoch lines) on stdout, as bare messages.
+
+    Example:
+        >>> configure_logging()
+        >>> logging.getLogger("multitask_mnist").level == logging.INFO
+        True
+    """
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -252,7 +319,19 @@ def configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line.
+
+    Args:
+        argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status, 0 on success, 1 for a failed command, 2 for bad usage.
+
+    Example:
+        >>> main(["presets"])  # doctest: +ELLIPSIS
+        mnist_sum  The documented network: ...
+        0
+    """
     args = build_parser().parse_args(argv)
     configure_logging()
     commands = {

@@ -20,7 +20,7 @@ __all__ = ["MNIST_SUM_LAYERS", "describe", "get", "mnist_sum", "names", "registe
 Builder = TypeVar("Builder", bound=Callable[..., MultiTaskNet])
 _REGISTRY: dict[str, Callable[..., MultiTaskNet]] = {}
 
-#: The documented trunk: nine layers, 28x28 down to 10 channels at 1x1.
+#: The documented trunk, nine layers from 28x28 down to 10 channels at 1x1.
 MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
     Conv("input1", 16, 3),
     Conv("conv1", 32, 3),
@@ -37,8 +37,25 @@ MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
 def register(name: str) -> Callable[[Builder], Builder]:
     """Register a builder under ``name``; a name may be registered once.
 
+    Args:
+        name: The preset's name, as :func:`get` and the command line's ``--preset`` take it.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+
     Raises:
         ValueError: ``name`` is already registered.
+
+    Example:
+        >>> @register("tiny_sum")
+        ... def tiny_sum(**kwargs):
+        ...     '''Two layers: a quick smoke-test network.'''
+        ...     return _multitask_net(
+        ...         (Conv("c1", 8, 3), MaxPool("pool", 2), Conv("out", 10, 13)),
+        ...         hidden=(5,), fusion="argmax", number_range=(0, 9), act_layer=nn.ReLU)
+        >>> describe("tiny_sum")
+        'Two layers: a quick smoke-test network.'
+        >>> _ = _REGISTRY.pop("tiny_sum")
     """
 
     def decorator(builder: Builder) -> Builder:
@@ -53,6 +70,9 @@ def register(name: str) -> Callable[[Builder], Builder]:
 def names() -> list[str]:
     """The registered preset names, sorted.
 
+    Returns:
+        The names :func:`get` accepts.
+
     Example:
         >>> "mnist_sum" in names()
         True
@@ -63,8 +83,18 @@ def names() -> list[str]:
 def describe(name: str) -> str:
     """The first line of a preset's docstring.
 
+    Args:
+        name: A registered preset.
+
+    Returns:
+        Its one-line summary.
+
     Raises:
         ValueError: ``name`` is not registered; the message lists the known names.
+
+    Example:
+        >>> describe("mnist_sum")
+        'The documented network: nine conv/pool layers and a three-layer linear adder.'
     """
     doc = _lookup(name).__doc__ or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
@@ -72,6 +102,13 @@ def describe(name: str) -> str:
 
 def get(name: str, **overrides: Any) -> MultiTaskNet:
     """Build the preset ``name`` with keyword ``overrides``.
+
+    Args:
+        name: A registered preset (see :func:`names`).
+        **overrides: Keyword arguments of the preset's builder.
+
+    Returns:
+        The network, freshly initialized.
 
     Raises:
         ValueError: ``name`` is not registered (the message lists the known names),

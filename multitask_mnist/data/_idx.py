@@ -21,7 +21,16 @@ _UBYTE = 0x08
 
 
 class DataFileError(ValueError):
-    """A data file exists but cannot be parsed; the message names the file."""
+    """A data file exists but cannot be parsed; the message names the file and the fault.
+
+    A subclass of :class:`ValueError`, raised by :func:`~multitask_mnist.data.load_mnist`.
+
+    Example:
+        >>> raise DataFileError("data/MNIST/raw/t10k-images-idx3-ubyte: truncated")
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.data._idx.DataFileError: data/MNIST/raw/t10k-images-idx3-ubyte: truncated
+    """
 
 
 def read_idx_shape(path: str | os.PathLike[str], *, ndim: int) -> tuple[int, ...]:

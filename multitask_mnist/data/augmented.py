@@ -31,6 +31,13 @@ class DigitSample(NamedTuple):
         number: ``()`` int64, the second input.
         digit: ``()`` int64, the digit in the image, 0-9.
         sum: ``()`` int64, ``digit + number``.
+
+    Example:
+        >>> import torch
+        >>> three, four, seven = torch.tensor(3), torch.tensor(4), torch.tensor(7)
+        >>> s = DigitSample(torch.zeros(1, 28, 28), three, four, seven)
+        >>> int(s.sum), s.to("cpu").image.shape
+        (7, torch.Size([1, 28, 28]))
     """
 
     image: Tensor

@@ -21,6 +21,12 @@ IMAGE_SHAPE = (1, 28, 28)
 def normalize(pixels: Tensor) -> Tensor:
     """uint8 (0-255) or float (0-1) pixels to float32 normalized with MNIST's statistics.
 
+    Args:
+        pixels: Any shape; uint8 values are divided by 255 first.
+
+    Returns:
+        ``(pixels / 255 - MNIST_MEAN) / MNIST_STD`` as float32, same shape.
+
     Example:
         >>> round(float(normalize(torch.tensor([255], dtype=torch.uint8))), 4)
         2.8215

@@ -21,7 +21,16 @@ _FILES = {
 
 
 def default_root() -> Path:
-    """The data folder used when none is given: ``$MULTITASK_MNIST_DATA``, else ``./data``."""
+    """The data folder used when none is given: ``$MULTITASK_MNIST_DATA``, else ``./data``.
+
+    Returns:
+        The folder that should hold ``MNIST/raw/``.
+
+    Example:
+        >>> import os
+        >>> default_root() == Path(os.environ.get(DATA_ENV_VAR) or "data")
+        True
+    """
     return Path(os.environ.get(DATA_ENV_VAR) or "data")
 
 

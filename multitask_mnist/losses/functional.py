@@ -20,6 +20,13 @@ class MultiLossOutput(NamedTuple):
     Attributes:
         total: ``()`` the weighted sum that is minimized.
         parts: ``{"digit": (), "sum": ()}`` each task's own loss, for logging.
+
+    Example:
+        >>> import torch
+        >>> parts = {"digit": torch.tensor(1.0), "sum": torch.tensor(0.5)}
+        >>> out = MultiLossOutput(torch.tensor(1.5), parts)
+        >>> float(out.total)
+        1.5
     """
 
     total: Tensor
@@ -39,6 +46,13 @@ def task_losses(
 
     Returns:
         ``{"digit": (), "sum": ()}``.
+
+    Example:
+        >>> import torch
+        >>> parts = task_losses(torch.zeros(1, 10), torch.tensor([5.0]), torch.tensor([2]),
+        ...                     torch.tensor([7]))
+        >>> round(float(parts["digit"]), 4), float(parts["sum"])
+        (2.3026, 4.0)
     """
     return {
         "digit": F.cross_entropy(digit_logits.float(), digit),

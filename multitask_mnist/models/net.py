@@ -19,6 +19,12 @@ class MultiTaskOutput(NamedTuple):
     Attributes:
         digit_logits: ``(B, num_classes)`` logits of the digit.
         sum: ``(B,)`` float32 prediction of ``digit + number``.
+
+    Example:
+        >>> import torch
+        >>> out = MultiTaskOutput(torch.zeros(2, 10), torch.tensor([3.0, 7.0]))
+        >>> out.sum.tolist()
+        [3.0, 7.0]
     """
 
     digit_logits: Tensor

@@ -13,7 +13,12 @@ __all__ = ["Conv", "ConvTrunk", "LayerSpec", "MaxPool"]
 
 @dataclass(frozen=True)
 class Conv:
-    """A convolution in a :class:`ConvTrunk`; its input channels follow from the layer before."""
+    """A convolution in a :class:`ConvTrunk`; its input channels follow from the layer before.
+
+    Example:
+        >>> Conv("conv1", 32, 3)
+        Conv(name='conv1', out_channels=32, kernel_size=3, stride=1, padding=0)
+    """
 
     name: str  # module name, e.g. "conv1"; shows in repr() and in parameter names
     out_channels: int  # channels out
@@ -24,7 +29,12 @@ class Conv:
 
 @dataclass(frozen=True)
 class MaxPool:
-    """A max-pooling layer in a :class:`ConvTrunk`."""
+    """A max-pooling layer in a :class:`ConvTrunk`.
+
+    Example:
+        >>> MaxPool("pool", 2)
+        MaxPool(name='pool', kernel_size=2, stride=None)
+    """
 
     name: str  # module name, e.g. "pool"
     kernel_size: int  # square window side
@@ -130,7 +140,7 @@ class ConvTrunk(nn.Sequential):
         super().__init__(modules)
         #: ``(C, H, W)`` of one input image.
         self.input_shape = (in_channels, *input_size)
-        #: Width of the output: the last convolution's channels.
+        #: Width of the output, the last convolution's channels.
         self.out_features = channels
 
     def forward(self, image: Tensor) -> Tensor:

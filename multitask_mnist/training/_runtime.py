@@ -90,7 +90,16 @@ def autocast(
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's and torch's global generators (all CUDA devices included)."""
+    """Seed Python's and torch's global generators (all CUDA devices included).
+
+    Args:
+        seed: Any int.
+
+    Example:
+        >>> seed_everything(0); a = torch.rand(1)
+        >>> seed_everything(0); bool(torch.rand(1) == a)
+        True
+    """
     random.seed(seed)
     torch.manual_seed(seed)
 

@@ -21,7 +21,15 @@ __all__ = ["Callback", "EarlyStopping"]
 
 
 class Callback:
-    """Base class: every event is a no-op. ``epoch`` counts from 1."""
+    """Base class of the Trainer's callbacks: every event is a no-op. ``epoch`` counts from 1.
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def on_epoch_end(self, trainer, epoch, metrics):
+        ...         print(f"epoch {epoch}: {metrics['train_loss']:.3f}")
+        >>> PrintLoss().on_epoch_end(None, 1, {"train_loss": 0.25})
+        epoch 1: 0.250
+    """
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Before the first epoch of :meth:`Trainer.fit` (also when resuming)."""

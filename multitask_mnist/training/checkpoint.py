@@ -16,7 +16,14 @@ __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint could not be written, or read back as a checkpoint of this library."""
+    """A checkpoint could not be written, or read back as a checkpoint of this library.
+
+    Example:
+        >>> load_checkpoint(__file__)
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.training.checkpoint.CheckpointError: ... (not a torch.save archive)
+    """
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -35,6 +42,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
     Raises:
         CheckpointError: The file could not be written; ``path`` is untouched.
+
+    Example:
+        >>> import tempfile, torch
+        >>> folder = tempfile.mkdtemp()
+        >>> path = save_checkpoint({"model": {"w": torch.ones(2)}}, f"{folder}/last.pt")
+        >>> load_checkpoint(path)["model"]["w"]
+        tensor([1., 1.])
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -71,6 +85,12 @@ def load_checkpoint(
         FileNotFoundError: No file at ``path``.
         CheckpointError: The file is not a checkpoint, or carries objects that
             ``weights_only`` loading refuses.
+
+    Example:
+        >>> load_checkpoint("no/such/file.pt")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Checkpoint not found: no/such/file.pt
     """
     path = Path(path)
     if not path.is_file():

@@ -58,7 +58,14 @@ _FINITE_CHECK_EVERY = 16
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; checkpoints on disk hold the last good state."""
+    """The training loss became NaN or infinite; checkpoints on disk hold the last good state.
+
+    Example:
+        >>> raise NonFiniteLossError("The loss became NaN at epoch 1, step 3")
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.training.trainer.NonFiniteLossError: The loss became NaN at epoch 1, step 3
+    """
 
 
 class Prediction(NamedTuple):
@@ -68,6 +75,12 @@ class Prediction(NamedTuple):
         digit: ``(B,)`` int64 predicted digits.
         sum: ``(B,)`` int64 predicted sums, rounded.
         sum_value: ``(B,)`` float32 predicted sums before rounding.
+
+    Example:
+        >>> import torch
+        >>> p = Prediction(torch.tensor([3]), torch.tensor([7]), torch.tensor([6.9]))
+        >>> int(p.sum[0])
+        7
     """
 
     digit: Tensor
@@ -98,11 +111,11 @@ def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 class Trainer:
-    """Trains, evaluates and checkpoints a :class:`~multitask_mnist.MultiTaskNet`.
+    """Trains, evaluates and checkpoints a :class:`~multitask_mnist.models.MultiTaskNet`.
 
     Args:
         model: The network; moved to ``device``.
-        loss: The loss; ``None`` means :class:`~multitask_mnist.WeightedMultiLoss` with
+        loss: The loss; ``None`` means :class:`~multitask_mnist.losses.WeightedMultiLoss` with
             equal weights.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable that builds an
             optimizer from a list of parameter groups (dicts with ``params`` and ``lr``).
@@ -304,7 +317,7 @@ class Trainer:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
         Args:
-            train_data: A map-style dataset of :class:`~multitask_mnist.DigitSample`;
+            train_data: A map-style dataset of :class:`~multitask_mnist.data.DigitSample`;
                 ``set_epoch`` is called on it (or on the dataset a Subset wraps) before
                 each epoch.
             val_data: Evaluated after each epoch; its metrics are logged as ``val_*``.
@@ -469,7 +482,8 @@ class Trainer:
             The digits and the sums (rounded, and before rounding), on the CPU.
 
         Raises:
-            TypeError, ValueError: As :meth:`MultiTaskNet.forward` for bad inputs.
+            TypeError: As :meth:`multitask_mnist.models.MultiTaskNet.forward` for bad inputs.
+            ValueError: As :meth:`multitask_mnist.models.MultiTaskNet.forward` for bad inputs.
         """
         self.model.check_inputs(image, number)
         was_training = self.model.training
