@@ -33,6 +33,7 @@ from multitask_mnist.training import (
     NonFiniteLossError,
     Trainer,
     load_checkpoint,
+    load_model_state,
 )
 
 __all__ = [
@@ -255,12 +256,7 @@ def model_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> Mul
     if not isinstance(name, str):
         raise CheckpointError(f"{path} does not say which preset it was trained from")
     model = presets.get(name, **config.get("preset_kwargs", {}))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{path} does not match preset {name!r}: {str(error).splitlines()[0]}"
-        ) from error
+    load_model_state(model, state["model"], source=path)
     return model.to(device)
 
 

@@ -171,3 +171,57 @@ def test_resume_trains_only_the_new_epoch(small_mnist: Path, tmp_path: Path) -> 
     ] == ["Epoch: 2"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+
+
+def test_output_dir_that_cannot_be_written(small_mnist: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _run("train", "--epochs", "1", "--limit", "50", "--output-dir", str(blocker / "run"),
+                  data=small_mnist)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"multitask-mnist train: error: Cannot write to the output folder {blocker / 'run'}: "
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    code = (
+        "import pathlib, torch\n"
+        "class P:\n"
+        f"    def __reduce__(self): return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))\n"
+        f"torch.save({{'model': {{}}, 'x': P()}}, {str(evil)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = _run("evaluate", "--checkpoint", str(evil))
+    assert result.returncode == 1 and not marker.exists()
+    assert result.stderr.startswith(f"multitask-mnist evaluate: error: Refused to load {evil}: ")
+    assert "(it asks for " in result.stderr and "which could run code" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_another_architecture(trained: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = trained
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["model"]["trunk.conv6.weight"] = torch.zeros(10, 64, 3, 3)
+    bad = tmp_path / "other.pt"
+    torch.save(state, bad)
+    result = _run("evaluate", "--checkpoint", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"multitask-mnist evaluate: error: {bad} does not fit this network: layers with other "
+        "shapes: trunk.conv6.weight (10, 64, 5, 5) here, (10, 64, 3, 3) there"
+    )
+
+
+def test_diverging_run_stops_with_one_line(small_mnist: Path, tmp_path: Path) -> None:
+    result = _run("train", "--epochs", "1", "--limit", "200", "--batch-size", "50", "--lr", "1e9",
+                  "--output-dir", str(tmp_path), data=small_mnist)  # fmt: skip
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"multitask-mnist train: error: The training loss became NaN or infinite at epoch 1, "
+        r"step \d+; try a lower learning rate \(lr=1e\+09\) or grad_clip\n",
+        result.stderr,
+    ), result.stderr

@@ -74,3 +74,12 @@ def test_public_callables_have_google_docstrings_with_examples(qualified: str, o
             assert "Args:" in doc, f"{qualified} has no Args section"
         if signature.return_annotation not in ("None", None, inspect.Signature.empty):
             assert "Returns:" in doc, f"{qualified} has no Returns section"
+
+
+def test_error_catalogue_cites_tests_that_exist() -> None:
+    text = (ROOT / "docs" / "errors.rst").read_text()
+    cited = re.findall(r"``([\w/]+\.py)::(test_\w+)``", text)
+    assert len(cited) >= 30
+    for path, name in cited:
+        source = (ROOT / "tests" / path).read_text()
+        assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"{path}::{name}"

@@ -56,6 +56,7 @@ def load_mnist(
     Raises:
         TypeError: ``train`` or ``download`` is not a bool.
         FileNotFoundError: The files are missing and ``download`` is false.
+        ConnectionError: The files are missing and could not be downloaded.
         DataFileError: A file is present but malformed (wrong magic number,
             truncated, or image and label counts that differ).
 
@@ -78,8 +79,15 @@ def load_mnist(
             f"${DATA_ENV_VAR} or `root` at the folder that holds MNIST/raw/, "
             "or pass download=True to fetch it."
         )
-    if not missing:
-        for is_train, (images, labels) in _FILES.items():
-            if is_train == train:
-                check_idx_pair(raw / images, raw / labels, image_size=(28, 28))
-    return MNIST(str(root_path), train=train, download=download)
+    if missing:
+        try:
+            return MNIST(str(root_path), train=train, download=True)
+        except (OSError, RuntimeError) as error:
+            raise ConnectionError(
+                f"Could not download MNIST into {raw}: {error}. Without a network, put the "
+                f"four IDX files ({', '.join(missing)}) there, or point ${DATA_ENV_VAR} at a "
+                "folder that holds MNIST/raw/."
+            ) from error
+    images, labels = _FILES[train]
+    check_idx_pair(raw / images, raw / labels, image_size=(28, 28))
+    return MNIST(str(root_path), train=train, download=False)

@@ -2,7 +2,14 @@
 
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
 from multitask_mnist.training.callbacks import Callback, EarlyStopping
-from multitask_mnist.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from multitask_mnist.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    prepare_output_dir,
+    save_checkpoint,
+    write_text_atomic,
+)
 from multitask_mnist.training.history import History
 from multitask_mnist.training.metrics import METRIC_NAMES
 from multitask_mnist.training.trainer import (
@@ -26,6 +33,9 @@ __all__ = [
     "Prediction",
     "Trainer",
     "load_checkpoint",
+    "load_model_state",
+    "prepare_output_dir",
     "save_checkpoint",
     "seed_everything",
+    "write_text_atomic",
 ]

@@ -98,7 +98,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
-            raise KeyError(
+            raise ValueError(
                 f"EarlyStopping monitors {self.monitor!r}, which is not among the epoch "
                 f"metrics: {', '.join(sorted(metrics))}"
             )

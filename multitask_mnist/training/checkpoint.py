@@ -7,12 +7,23 @@ import pickle
 import re
 import uuid
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
+from torch import Tensor, nn
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "load_model_state",
+    "prepare_output_dir",
+    "save_checkpoint",
+    "write_text_atomic",
+]
+
+_TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -24,6 +35,40 @@ class CheckpointError(RuntimeError):
         ...
         multitask_mnist.training.checkpoint.CheckpointError: ... (not a torch.save archive)
     """
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write`` to a temporary file beside ``path``, flush it, rename it over."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    try:
+        with tmp.open("xb") as f:  # created with the umask's permissions, like `path` would be
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: readers see the old file or the new one.
+
+    Args:
+        path: The file to write.
+        text: Its new content, written as UTF-8.
+
+    Raises:
+        OSError: The file could not be written; ``path`` is untouched.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> write_text_atomic(path, "{}")
+        >>> path.read_text()
+        '{}'
+    """
+    _write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -51,19 +96,89 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
         tensor([1., 1.])
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with tmp.open("xb") as f:  # created with the umask's permissions, like `path` would be
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _write_atomic(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as error:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(
             f"Could not write checkpoint {path}: {error}; the previous file, if any, is intact"
         ) from error
     return path
+
+
+def prepare_output_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed, check that files can be written there, and sweep the
+    temporary files an interrupted write left behind.
+
+    Args:
+        folder: A run's output folder.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CheckpointError: The folder cannot be created or written to.
+
+    Example:
+        >>> import tempfile
+        >>> prepare_output_dir(Path(tempfile.mkdtemp()) / "runs" / "a").is_dir()
+        True
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / ".write-test", "")
+        (folder / ".write-test").unlink()
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write to the output folder {folder}: {error.strerror or error}"
+        ) from error
+    for stale in folder.glob(f".*{_TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+    return folder
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, Tensor], *, source: object) -> None:
+    """Load ``state`` into ``model``; a mismatch names the layers that differ.
+
+    Args:
+        model: The network to fill.
+        state: A state dict, e.g. ``load_checkpoint(path)["model"]``.
+        source: Where ``state`` came from, for the message (a path, a preset name).
+
+    Raises:
+        CheckpointError: Missing, unexpected or differently shaped entries, listed by layer.
+
+    Example:
+        >>> from torch import nn
+        >>> load_model_state(nn.Linear(2, 3), nn.Linear(2, 4).state_dict(), source="demo")
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.training.checkpoint.CheckpointError: demo does not fit this network: ...
+    """
+    own = model.state_dict()
+    missing = sorted({_layer(k) for k in own.keys() - state.keys()})
+    unexpected = sorted({_layer(k) for k in state.keys() - own.keys()})
+    reshaped = [
+        f"{key} {tuple(own[key].shape)} here, {tuple(state[key].shape)} there"
+        for key in own
+        if key in state and own[key].shape != state[key].shape
+    ]
+    problems = [
+        f"{what}: {', '.join(items)}"
+        for what, items in (
+            ("layers missing from it", missing),
+            ("layers this network lacks", unexpected),
+            ("layers with other shapes", reshaped),
+        )
+        if items
+    ]
+    if problems:
+        raise CheckpointError(f"{source} does not fit this network: {'; '.join(problems)}")
+    model.load_state_dict(state)
+
+
+def _layer(key: str) -> str:
+    return key.rpartition(".")[0] or key
 
 
 def load_checkpoint(

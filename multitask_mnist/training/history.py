@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from multitask_mnist.training.checkpoint import write_text_atomic
 
 __all__ = ["History"]
 
@@ -47,7 +50,8 @@ class History:
         keys: list[str] = []
         for row in self.epochs:
             keys += [k for k in row if k not in keys]
-        with Path(path).open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.epochs)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.epochs)
+        write_text_atomic(Path(path), buffer.getvalue())

@@ -30,7 +30,14 @@ from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.training import _runtime
 from multitask_mnist.training.callbacks import Callback
-from multitask_mnist.training.checkpoint import load_checkpoint, save_checkpoint
+from multitask_mnist.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    prepare_output_dir,
+    save_checkpoint,
+    write_text_atomic,
+)
 from multitask_mnist.training.history import History
 from multitask_mnist.training.metrics import MetricAccumulator
 
@@ -53,6 +60,10 @@ SCHEDULERS = ("onecycle", "cosine", "constant")
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 _CHECKPOINT_FORMAT = 1
+_RESUME_KEYS = (
+    "model", "loss", "optimizer", "scheduler", "epoch", "config", "rng", "history", "best",
+    "train_time_s",
+)  # fmt: skip
 # How often (in steps) the hot loop looks at its non-finite-loss flag: one sync per this many.
 _FINITE_CHECK_EVERY = 16
 
@@ -340,14 +351,17 @@ class Trainer:
         if n == 0:
             raise ValueError("Expected `train_data` to hold at least one sample, got 0")
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            prepare_output_dir(self.output_dir)
         steps_per_epoch = math.ceil(n / self.batch_size)
         _runtime.seed_everything(self.seed)
-        self.optimizer = self._build_optimizer()
-        self.scheduler = self._build_scheduler(self.optimizer, steps_per_epoch * self.epochs)
+        optimizer = self._build_optimizer()
+        scheduler = self._build_scheduler(optimizer, steps_per_epoch * self.epochs)
         self.history, self._stop_reason, self._train_time = History(), None, 0.0
         self._best: dict[str, Any] = {}
-        start = self._restore(steps_per_epoch) if resume else 0
+        start = 0
+        if resume and self.output_dir is not None:
+            start, scheduler = self._restore(self.output_dir, optimizer, scheduler, steps_per_epoch)
+        self.optimizer, self.scheduler = optimizer, scheduler
         for callback in self.callbacks:
             callback.on_fit_start(self)
         for epoch in range(start + 1, self.epochs + 1):
@@ -356,9 +370,12 @@ class Trainer:
                 callback.on_epoch_start(self, epoch)
             metrics: dict[str, float] = {
                 "epoch": epoch,
-                "lr": float(self.scheduler.get_last_lr()[0]),
+                "lr": float(scheduler.get_last_lr()[0]),
             }
-            metrics |= _prefixed("train_", self._train_epoch(train_data, epoch, steps_per_epoch))
+            train_metrics = self._train_epoch(
+                train_data, epoch, steps_per_epoch, optimizer, scheduler
+            )
+            metrics |= _prefixed("train_", train_metrics)
             if val_data is not None:
                 metrics |= _prefixed("val_", self.evaluate(val_data))
             metrics["time_s"] = time.perf_counter() - tic
@@ -389,8 +406,14 @@ class Trainer:
             callback.on_fit_end(self, self.history)
         return self.history
 
-    def _train_epoch(self, data: Dataset[Any], epoch: int, steps: int) -> dict[str, float]:
-        assert self.optimizer is not None and self.scheduler is not None  # noqa: S101 (fit sets them)
+    def _train_epoch(
+        self,
+        data: Dataset[Any],
+        epoch: int,
+        steps: int,
+        optimizer: Optimizer,
+        scheduler: LRScheduler,
+    ) -> dict[str, float]:
         self.model.train()
         _set_epoch(data, epoch - 1)
         order = torch.randperm(
@@ -406,12 +429,12 @@ class Trainer:
             with _runtime.autocast(self.device, self.autocast_dtype):
                 output = self.model(self._image(batch.image), batch.number)
                 loss = self.loss(output, batch.digit, batch.sum)
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
+            optimizer.step()
+            scheduler.step()
             metrics.update(output, batch, loss)
             bad_now = ~torch.isfinite(loss.total.detach()) & (first_bad < 0)
             first_bad = torch.where(bad_now, step, first_bad)
@@ -518,16 +541,27 @@ class Trainer:
         if self.output_dir is not None:
             from multitask_mnist.training import plots
 
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            self._update_metrics_file(_prefixed("test_", metrics))
+            prepare_output_dir(self.output_dir)
+            self._update_metrics_file(self.output_dir, _prefixed("test_", metrics))
             plots.save_confusion(confusion, self.output_dir)
         return metrics
 
     # -- checkpoints and files ---------------------------------------------------------------
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
-        """Everything needed to resume after ``epoch``: weights, optimizer, schedule, RNGs."""
-        assert self.optimizer is not None and self.scheduler is not None  # noqa: S101 (fit sets them)
+        """Everything needed to resume after ``epoch``: weights, optimizer, schedule, RNGs.
+
+        Args:
+            epoch: The number of completed epochs the state follows.
+
+        Returns:
+            Plain data and tensors, loadable with ``torch.load(..., weights_only=True)``.
+
+        Raises:
+            RuntimeError: Called before :meth:`fit` built the optimizer.
+        """
+        if self.optimizer is None or self.scheduler is None:
+            raise RuntimeError("Trainer.state_dict() needs the optimizer that fit() builds")
         return {
             "format": _CHECKPOINT_FORMAT,
             "epoch": epoch,
@@ -547,59 +581,65 @@ class Trainer:
         return key, metrics[key]
 
     def _save_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        if self.output_dir is None:
+        folder = self.output_dir
+        if folder is None:
             return
         key, value = self._monitor(metrics)
         is_best = not self._best or value < self._best["value"]
         if is_best:
             self._best = {"metric": key, "value": value, "epoch": epoch}
         state = self.state_dict(epoch)
-        save_checkpoint(state, self.output_dir / LAST_CHECKPOINT)
+        save_checkpoint(state, folder / LAST_CHECKPOINT)
         if is_best:
-            save_checkpoint(state, self.output_dir / BEST_CHECKPOINT)
-        self.history.write_csv(self.output_dir / "history.csv")
+            save_checkpoint(state, folder / BEST_CHECKPOINT)
+        self.history.write_csv(folder / "history.csv")
         self._update_metrics_file(
+            folder,
             {"config": self.config, "epochs": self.history.epochs, "best": self._best,
              "wall_time_s": self._train_time}
         )  # fmt: skip
 
-    def _update_metrics_file(self, entries: Mapping[str, Any]) -> None:
-        assert self.output_dir is not None  # noqa: S101 (callers check)
-        path = self.output_dir / "metrics.json"
+    @staticmethod
+    def _update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
+        path = folder / "metrics.json"
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update(entries)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(current, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(current, indent=2) + "\n")
 
-    def _restore(self, steps_per_epoch: int) -> int:
-        """Load ``last.pt`` into this run; return the epochs it had completed (0 if none)."""
-        assert self.output_dir is not None and self.optimizer is not None  # noqa: S101
-        path = self.output_dir / LAST_CHECKPOINT
+    def _restore(
+        self, folder: Path, optimizer: Optimizer, scheduler: LRScheduler, steps_per_epoch: int
+    ) -> tuple[int, LRScheduler]:
+        """Load ``last.pt`` into this run; return the epochs it completed and the schedule."""
+        path = folder / LAST_CHECKPOINT
         if not path.exists():
-            logger.info("No checkpoint in %s; starting from scratch", self.output_dir)
-            return 0
+            logger.info("No checkpoint in %s; starting from scratch", folder)
+            return 0, scheduler
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        missing = [key for key in _RESUME_KEYS if key not in state]
+        if missing:
+            raise CheckpointError(
+                f"{path} cannot be resumed from: it lacks {', '.join(missing)} "
+                "(only checkpoints written by Trainer.fit can)"
+            )
+        load_model_state(self.model, state["model"], source=path)
         self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])
         done: int = state["epoch"]
         planned = state["config"].get("epochs", self.epochs)
         if planned == self.epochs:
-            assert self.scheduler is not None  # noqa: S101
-            self.scheduler.load_state_dict(state["scheduler"])
+            scheduler.load_state_dict(state["scheduler"])
         else:
             logger.warning(
                 "Resuming a run planned for %d epochs with epochs=%d: the learning-rate "
                 "schedule restarts over the remaining %d epoch(s)",
                 planned, self.epochs, max(self.epochs - done, 0),
             )  # fmt: skip
-            self.scheduler = self._build_scheduler(
-                self.optimizer, steps_per_epoch * max(self.epochs - done, 1)
+            scheduler = self._build_scheduler(
+                optimizer, steps_per_epoch * max(self.epochs - done, 1)
             )
         _runtime.set_rng_state(state["rng"])
         self.history = History(list(state["history"]))
         self._best = dict(state["best"])
         self._train_time = float(state["train_time_s"])
         logger.info("Resumed from %s after epoch %d", path, done)
-        return done
+        return done, scheduler

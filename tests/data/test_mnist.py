@@ -88,3 +88,25 @@ def test_wrong_image_size_names_the_file(fake_mnist_root: Path) -> None:
 def test_flags_must_be_bools(fake_mnist_root: Path, argument: str) -> None:
     with pytest.raises(TypeError, match=f"Expected argument `{argument}` to be a bool, got 1"):
         load_mnist(fake_mnist_root, **{argument: 1})  # type: ignore[arg-type]
+
+
+def test_failed_download_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(self: object) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", offline)
+    with pytest.raises(ConnectionError) as info:
+        load_mnist(tmp_path, train=True, download=True)
+    message = str(info.value)
+    assert message.startswith(f"Could not download MNIST into {tmp_path / 'MNIST' / 'raw'}: ")
+    assert "Error downloading train-images-idx3-ubyte.gz" in message and DATA_ENV_VAR in message
+
+
+def test_download_skipped_when_files_are_present(
+    fake_mnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(self: object) -> None:
+        raise AssertionError("must not download")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", never)
+    assert len(load_mnist(fake_mnist_root, train=False, download=True)) == 6

@@ -85,3 +85,42 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"^Checkpoint not found: "):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_architecture_mismatch_names_the_layers() -> None:
+    from torch import nn
+
+    from multitask_mnist import presets
+    from multitask_mnist.training import load_model_state
+
+    model = presets.mnist_sum()
+    state = dict(model.state_dict())
+    state["trunk.conv1.weight"] = torch.zeros(8, 16, 3, 3)
+    del state["head.out2.bias"]
+    state["head.extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        load_model_state(model, state, source="ckpt.pt")
+    assert str(info.value) == (
+        "ckpt.pt does not fit this network: layers missing from it: head.out2; "
+        "layers this network lacks: head.extra; "
+        "layers with other shapes: trunk.conv1.weight (32, 16, 3, 3) here, (8, 16, 3, 3) there"
+    )
+    load_model_state(nn.Linear(2, 2), nn.Linear(2, 2).state_dict(), source="same")  # no error
+
+
+def test_output_dir_that_cannot_be_written(tmp_path: Path) -> None:
+    from multitask_mnist.training import prepare_output_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match=r"^Cannot write to the output folder .*file/run: "):
+        prepare_output_dir(blocker / "run")
+
+
+def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
+    from multitask_mnist.training import prepare_output_dir
+
+    (tmp_path / ".last.pt.123.abcd1234.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "last.pt").write_bytes(b"keep")
+    prepare_output_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

@@ -357,3 +357,61 @@ def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: 
 def test_model_must_be_a_multitask_net() -> None:
     with pytest.raises(TypeError, match=r"^Expected `model` to be a MultiTaskNet, got Linear$"):
         Trainer(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+class _Poison(Callback):
+    """Makes the weights NaN at the start of an epoch, as a diverging run would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if epoch == self.epoch:
+            with torch.no_grad():
+                trainer.model.trunk.conv6.weight.fill_(float("nan"))
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    trainer = _trainer(epochs=3, output_dir=tmp_path, callbacks=[_Poison(epoch=2)])
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(_data(256))
+    assert str(info.value) == (
+        "The training loss became NaN or infinite at epoch 2, step 1; try a lower learning "
+        f"rate (lr=0.003) or grad_clip; the last good checkpoint is {tmp_path / 'last.pt'}"
+    )
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_into_another_architecture_names_the_layers(tmp_path: Path) -> None:
+    from multitask_mnist.models import Conv, ConvTrunk, ScalarFusionHead
+    from multitask_mnist.training import CheckpointError
+
+    _trainer(epochs=1, output_dir=tmp_path).fit(_data(64))
+    other = MultiTaskNet(ConvTrunk([Conv("input1", 10, 28)]), ScalarFusionHead())
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not fit this network: layers this network lacks: trunk.conv1, ",
+    ):
+        _trainer(other, epochs=2, output_dir=tmp_path).fit(_data(64), resume=True)
+
+
+def test_early_stopping_on_an_unknown_metric() -> None:
+    with pytest.raises(ValueError, match=r"^EarlyStopping monitors 'val_loss', which is not among"):
+        _trainer(epochs=1, callbacks=[EarlyStopping("val_loss")]).fit(_data(64))
+
+
+def test_state_dict_before_fit() -> None:
+    with pytest.raises(RuntimeError, match=r"needs the optimizer that fit\(\) builds$"):
+        _trainer().state_dict(0)
+
+
+def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
+    from multitask_mnist.training import CheckpointError, save_checkpoint
+
+    save_checkpoint({"model": _model().state_dict()}, tmp_path / "last.pt")
+    with pytest.raises(
+        CheckpointError, match=r"cannot be resumed from: it lacks loss, optimizer, "
+    ):
+        _trainer(output_dir=tmp_path).fit(_data(64), resume=True)
