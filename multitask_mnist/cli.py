@@ -26,12 +26,14 @@ from multitask_mnist.data import (
     image_to_tensor,
     load_mnist,
 )
+from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.models import FUSION_MODES, MultiTaskNet
 from multitask_mnist.training import (
     PRECISIONS,
     CheckpointError,
     NonFiniteLossError,
     Trainer,
+    distributed,
     load_checkpoint,
     load_model_state,
 )
@@ -76,7 +78,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
             ``--data-dir``, ``--output-dir``, ``--limit``, ``--resume``, ``--fusion``,
-            ``--precision``, ``--device`` and ``--no-progress``.
+            ``--loss-strategy``, ``--precision``, ``--device`` and ``--no-progress``.
 
     Example:
         >>> parser = argparse.ArgumentParser()
@@ -103,6 +105,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fusion", choices=FUSION_MODES, default=None,
         help="how the digit estimate joins the number (default: the preset's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loss-strategy", choices=STRATEGIES, default="fixed",
+        help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average",
     )  # fmt: skip
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
@@ -207,6 +213,7 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     model = presets.get(preset, **preset_kwargs)
     trainer = Trainer(
         model,
+        loss=WeightedMultiLoss(strategy=args.loss_strategy),
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -218,8 +225,10 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         config={"preset": preset, "preset_kwargs": preset_kwargs, "limit": args.limit},
     )
     trainer.fit(train_data, resume=args.resume)
-    print("Finished Training")
-    _print_test_line(trainer.test(test_data), len(test_data))
+    metrics = trainer.test(test_data)
+    if distributed.is_main_process():  # under torchrun, rank 0 alone prints
+        print("Finished Training")
+        _print_test_line(metrics, len(test_data))
     return 0
 
 
@@ -339,8 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(commands[args.command](args))
     except _USER_ERRORS as error:
+        if not distributed.is_main_process():
+            return EXIT_ERROR
         print(f"multitask-mnist {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"multitask-mnist {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.cleanup()

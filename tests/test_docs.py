@@ -19,6 +19,7 @@ MODULES = [
     "multitask_mnist.losses",
     "multitask_mnist.presets",
     "multitask_mnist.training",
+    "multitask_mnist.training.distributed",
     "multitask_mnist.cli",
 ]
 
@@ -31,6 +32,8 @@ def documented() -> set[str]:
             module = m.group(1)
         elif m := re.match(r"\.\. auto(?:class|function|data|exception):: (\S+)", line):
             names.add(f"{module}.{m.group(1)}")
+        elif m := re.match(r"\.\. automodule:: (\S+)", line):
+            names.add(m.group(1))
     return names
 
 

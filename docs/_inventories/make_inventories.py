@@ -93,7 +93,13 @@ TORCH = [
     ),
     *(
         (f"torch.utils.data.{n}", "class", f"data.html#torch.utils.data.{n}")
-        for n in ("Dataset", "Subset", "DataLoader")
+        for n in ("Dataset", "Subset", "DataLoader", "DistributedSampler")
+    ),
+    (
+        "torch.nn.parallel.DistributedDataParallel",
+        "class",
+        "generated/torch.nn.parallel.DistributedDataParallel.html"
+        "#torch.nn.parallel.DistributedDataParallel",
     ),
 ]
 

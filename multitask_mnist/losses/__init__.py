@@ -3,7 +3,9 @@
 from multitask_mnist.losses.functional import (
     TASKS,
     MultiLossOutput,
+    dwa_weights,
     task_losses,
+    uncertainty_weighted_loss,
     weighted_multi_loss,
 )
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
@@ -13,6 +15,8 @@ __all__ = [
     "TASKS",
     "MultiLossOutput",
     "WeightedMultiLoss",
+    "dwa_weights",
     "task_losses",
+    "uncertainty_weighted_loss",
     "weighted_multi_loss",
 ]

@@ -1,5 +1,6 @@
 """Training: the Trainer, its callbacks, metrics and checkpoints."""
 
+from multitask_mnist.training import distributed
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
 from multitask_mnist.training.callbacks import Callback, EarlyStopping
 from multitask_mnist.training.checkpoint import (
@@ -32,6 +33,7 @@ __all__ = [
     "NonFiniteLossError",
     "Prediction",
     "Trainer",
+    "distributed",
     "load_checkpoint",
     "load_model_state",
     "prepare_output_dir",

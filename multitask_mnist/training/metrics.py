@@ -8,6 +8,7 @@ from torch import Tensor
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import MultiLossOutput
 from multitask_mnist.models import MultiTaskOutput
+from multitask_mnist.training import distributed
 
 __all__ = ["METRIC_NAMES", "MetricAccumulator", "batch_statistics"]
 
@@ -52,9 +53,16 @@ class MetricAccumulator:
         self.count += batch.digit.numel()
 
     def compute(self) -> dict[str, float]:
-        """Mean losses, accuracies in percent, and the sum's mean absolute error."""
-        if self.count == 0:
+        """Mean losses, accuracies in percent, and the sum's mean absolute error.
+
+        Under torchrun the sums of every process are added first, so every rank
+        returns the same numbers.
+        """
+        totals = torch.cat([self.totals, self.totals.new_tensor([self.count])])
+        distributed.all_reduce_sum(totals)
+        count = totals[-1].item()
+        if count == 0:
             return {}
-        values = (self.totals / self.count).tolist()
+        values = (totals[:-1] / count).tolist()
         scale = (1, 1, 1, 100, 100, 100, 1)
         return {name: v * s for name, v, s in zip(METRIC_NAMES, values, scale, strict=True)}

@@ -21,14 +21,14 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
-from multitask_mnist.training import _runtime
+from multitask_mnist.training import _runtime, distributed
 from multitask_mnist.training.callbacks import Callback
 from multitask_mnist.training.checkpoint import (
     CheckpointError,
@@ -113,8 +113,19 @@ def _set_epoch(data: Any, epoch: int) -> None:
 
 
 def _progress_enabled(progress: bool) -> bool:
-    """A progress bar only when asked for, on a terminal, and not under ``CI=true``."""
-    return progress and sys.stderr.isatty() and os.environ.get("CI") != "true"
+    """A progress bar only when asked for, on a terminal, not under ``CI=true``, on rank 0."""
+    return (
+        progress
+        and sys.stderr.isatty()
+        and os.environ.get("CI") != "true"
+        and distributed.is_main_process()
+    )
+
+
+def _log(message: str, *args: object) -> None:
+    """Log at INFO from rank 0 only, so each line appears once under torchrun."""
+    if distributed.is_main_process():
+        logger.info(message, *args)
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -209,7 +220,7 @@ class Trainer:
         self.seed = check_int("seed", seed)
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.grad_clip = None if grad_clip is None else check_number("grad_clip", grad_clip)
-        self.device = _runtime.resolve_device(device)
+        self.device = distributed.setup(_runtime.resolve_device(device))
         self.precision = check_choice("precision", precision, _runtime.PRECISIONS)
         self.autocast_dtype = _runtime.resolve_precision(precision, self.device)
         if channels_last is None:
@@ -217,6 +228,11 @@ class Trainer:
         self.channels_last = channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
+        # Under torchrun, training steps run through DDP, which averages the gradients.
+        self._train_model: nn.Module = self.model
+        if distributed.world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.loss = (loss if loss is not None else WeightedMultiLoss()).to(self.device)
         self.optimizer_spec = optimizer
         self.scheduler_spec = scheduler
@@ -350,9 +366,10 @@ class Trainer:
         n = len(train_data)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError("Expected `train_data` to hold at least one sample, got 0")
-        if self.output_dir is not None:
-            prepare_output_dir(self.output_dir)
-        steps_per_epoch = math.ceil(n / self.batch_size)
+        if self._write_dir is not None:
+            prepare_output_dir(self._write_dir)
+        distributed.barrier()
+        steps_per_epoch = math.ceil(math.ceil(n / distributed.world_size()) / self.batch_size)
         _runtime.seed_everything(self.seed)
         optimizer = self._build_optimizer()
         scheduler = self._build_scheduler(optimizer, steps_per_epoch * self.epochs)
@@ -371,23 +388,25 @@ class Trainer:
             metrics: dict[str, float] = {
                 "epoch": epoch,
                 "lr": float(scheduler.get_last_lr()[0]),
+                **{f"weight_{task}": w for task, w in self.loss.task_weights().items()},
             }
             train_metrics = self._train_epoch(
                 train_data, epoch, steps_per_epoch, optimizer, scheduler
             )
+            self.loss.end_epoch()
             metrics |= _prefixed("train_", train_metrics)
             if val_data is not None:
                 metrics |= _prefixed("val_", self.evaluate(val_data))
             metrics["time_s"] = time.perf_counter() - tic
             self._train_time += metrics["time_s"]
             self.history.epochs.append(metrics)
-            logger.info(
+            _log(
                 "Epoch: %d, loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
                 epoch, metrics["train_loss"], metrics["train_digit_accuracy"],
                 metrics["train_sum_accuracy"],
             )  # fmt: skip
             if val_data is not None:
-                logger.info(
+                _log(
                     "Validation: loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
                     metrics["val_loss"], metrics["val_digit_accuracy"], metrics["val_sum_accuracy"],
                 )  # fmt: skip
@@ -395,13 +414,13 @@ class Trainer:
                 callback.on_epoch_end(self, epoch, metrics)
             self._save_epoch(epoch, metrics)
             if self.stop_reason is not None:
-                logger.info("Stopping early after epoch %d: %s", epoch, self.stop_reason)
+                _log("Stopping early after epoch %d: %s", epoch, self.stop_reason)
                 break
         self.history.stop_reason = self.stop_reason
-        if self.output_dir is not None:
+        if self._write_dir is not None:
             from multitask_mnist.training import plots
 
-            plots.save_curves(self.history, self.output_dir)
+            plots.save_curves(self.history, self._write_dir)
         for callback in self.callbacks:
             callback.on_fit_end(self, self.history)
         return self.history
@@ -415,11 +434,9 @@ class Trainer:
         scheduler: LRScheduler,
     ) -> dict[str, float]:
         self.model.train()
+        self.loss.train()
         _set_epoch(data, epoch - 1)
-        order = torch.randperm(
-            len(data),  # type: ignore[arg-type]
-            generator=torch.Generator().manual_seed(_epoch_seed(self.seed, epoch)),
-        )
+        order = self._epoch_order(data, epoch)
         metrics = MetricAccumulator(self.device)
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         batches = self._batches(data, self.batch_size, order)
@@ -427,10 +444,11 @@ class Trainer:
             batches = tqdm(batches, total=steps, desc=f"Epoch {epoch}", leave=False, unit="batch")
         for step, batch in enumerate(batches):
             with _runtime.autocast(self.device, self.autocast_dtype):
-                output = self.model(self._image(batch.image), batch.number)
+                output = self._train_model(self._image(batch.image), batch.number)
                 loss = self.loss(output, batch.digit, batch.sum)
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
+            self._average_loss_gradients()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             optimizer.step()
@@ -444,7 +462,29 @@ class Trainer:
                 callback.on_batch_end(self, epoch, step, loss.total.detach())
         return metrics.compute()
 
+    def _epoch_order(self, data: Dataset[Any], epoch: int) -> Tensor:
+        """This process's sample order for ``epoch``: a seeded shuffle, sharded under torchrun."""
+        world = distributed.world_size()
+        if world == 1:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+            return torch.randperm(len(data), generator=generator)  # type: ignore[arg-type]
+        sampler: DistributedSampler[int] = DistributedSampler(
+            data, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=self.seed
+        )
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler), dtype=torch.long)
+
+    def _average_loss_gradients(self) -> None:
+        """DDP averages the model's gradients; learned loss weights are averaged here."""
+        world = distributed.world_size()
+        if world > 1:
+            for param in self.loss.parameters():
+                if param.grad is not None:
+                    distributed.all_reduce_sum(param.grad).div_(world)
+
     def _raise_if_nonfinite(self, first_bad: Tensor, epoch: int) -> None:
+        if distributed.world_size() > 1:  # every process stops at the same check
+            first_bad = distributed.all_reduce_max(first_bad.clone())
         step = int(first_bad)
         if step >= 0:
             kept = (
@@ -478,11 +518,13 @@ class Trainer:
             raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
         was_training = self.model.training
         self.model.eval()
+        self.loss.eval()
         metrics = MetricAccumulator(self.device)
         classes = self.model.head.num_classes
         confusion = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
         try:
-            for batch in self._batches(data, self.eval_batch_size):
+            shard = torch.arange(len(data))[distributed.rank() :: distributed.world_size()]  # type: ignore[arg-type]
+            for batch in self._batches(data, self.eval_batch_size, shard):
                 with _runtime.autocast(self.device, self.autocast_dtype):
                     output = self.model(self._image(batch.image), batch.number)
                     loss = self.loss(output, batch.digit, batch.sum)
@@ -491,6 +533,8 @@ class Trainer:
                 confusion += torch.bincount(cells, minlength=classes * classes)
         finally:
             self.model.train(was_training)
+            self.loss.train(was_training)
+        distributed.all_reduce_sum(confusion)
         return metrics.compute(), confusion.view(classes, classes).cpu()
 
     @torch.inference_mode()
@@ -538,12 +582,13 @@ class Trainer:
             The metrics of :meth:`evaluate`.
         """
         metrics, confusion = self._evaluate(data)
-        if self.output_dir is not None:
+        if self._write_dir is not None:
             from multitask_mnist.training import plots
 
-            prepare_output_dir(self.output_dir)
-            self._update_metrics_file(self.output_dir, _prefixed("test_", metrics))
-            plots.save_confusion(confusion, self.output_dir)
+            prepare_output_dir(self._write_dir)
+            self._update_metrics_file(self._write_dir, _prefixed("test_", metrics))
+            plots.save_confusion(confusion, self._write_dir)
+        distributed.barrier()
         return metrics
 
     # -- checkpoints and files ---------------------------------------------------------------
@@ -580,14 +625,20 @@ class Trainer:
         key = "val_loss" if "val_loss" in metrics else "train_loss"
         return key, metrics[key]
 
+    @property
+    def _write_dir(self) -> Path | None:
+        """Where this process writes files: ``output_dir`` on rank 0, nowhere elsewhere."""
+        return self.output_dir if distributed.is_main_process() else None
+
     def _save_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        folder = self.output_dir
-        if folder is None:
-            return
         key, value = self._monitor(metrics)
         is_best = not self._best or value < self._best["value"]
         if is_best:
             self._best = {"metric": key, "value": value, "epoch": epoch}
+        folder = self._write_dir
+        if folder is None:
+            distributed.barrier()
+            return
         state = self.state_dict(epoch)
         save_checkpoint(state, folder / LAST_CHECKPOINT)
         if is_best:
@@ -598,6 +649,7 @@ class Trainer:
             {"config": self.config, "epochs": self.history.epochs, "best": self._best,
              "wall_time_s": self._train_time}
         )  # fmt: skip
+        distributed.barrier()
 
     @staticmethod
     def _update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:

@@ -82,7 +82,7 @@ def test_default_is_equal_weights() -> None:
         (
             {"strategy": "magic"},
             ValueError,
-            "Expected argument `strategy` to be one of 'fixed', got 'magic'",
+            "Expected argument `strategy` to be one of 'fixed', 'uncertainty', 'dwa', got 'magic'",
         ),
     ],
 )

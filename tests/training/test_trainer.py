@@ -415,3 +415,35 @@ def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
         CheckpointError, match=r"cannot be resumed from: it lacks loss, optimizer, "
     ):
         _trainer(output_dir=tmp_path).fit(_data(64), resume=True)
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "dwa"])
+def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
+    tmp_path: Path, strategy: str
+) -> None:
+    from multitask_mnist import WeightedMultiLoss
+
+    def trainer(out: Path, **kwargs: Any) -> Trainer:
+        return _trainer(epochs=4, output_dir=out, loss=WeightedMultiLoss(strategy=strategy),
+                        **kwargs)  # fmt: skip
+
+    straight = trainer(tmp_path / "straight")
+    history = straight.fit(_data(256))
+    weights = [(row["weight_digit"], row["weight_sum"]) for row in history.epochs]
+    assert len(set(weights)) > 1  # the weights moved during training
+    assert straight.optimizer is not None
+    if strategy == "uncertainty":
+        optimized = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
+        assert id(straight.loss.log_vars) in optimized
+    state = load_checkpoint(tmp_path / "straight" / "last.pt")["loss"]
+    assert set(state) >= (
+        {"log_vars"} if strategy == "uncertainty" else {"dwa_current", "epoch_means"}
+    )
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        trainer(out, callbacks=[Recorder(fail_at_epoch_start=4)]).fit(_data(256))
+    resumed = trainer(out)
+    resumed.fit(_data(256), resume=True)
+    _assert_same_weights(straight.model, resumed.model)
+    _assert_same_weights(straight.loss, resumed.loss)

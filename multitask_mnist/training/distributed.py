@@ -1,0 +1,123 @@
+"""Training on many processes through PyTorch's own engine (``torchrun`` + DDP).
+
+Under ``torchrun --nproc_per_node=N``, the Trainer joins the process group that
+torchrun describes in the environment (gloo on the CPU, NCCL on CUDA), wraps the
+model in :class:`~torch.nn.parallel.DistributedDataParallel`, shards every epoch
+with a :class:`~torch.utils.data.DistributedSampler`, reduces metrics across
+processes so every rank reports the same numbers, and lets rank 0 alone print and
+write files. Outside torchrun nothing here does anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["barrier", "cleanup", "is_main_process", "rank", "setup", "world_size"]
+
+
+def _launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join torchrun's process group if launched by it; return this process's device.
+
+    Args:
+        device: The device the Trainer resolved; under torchrun on CUDA each process
+            takes ``cuda:LOCAL_RANK``.
+
+    Returns:
+        The device this process trains on.
+
+    Example:
+        >>> setup(torch.device("cpu"))  # not under torchrun: nothing to join
+        device(type='cpu')
+    """
+    if not _launched() or not dist.is_available():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank, 0 outside torchrun.
+
+    Returns:
+        The global rank.
+
+    Example:
+        >>> rank()
+        0
+    """
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """The number of processes, 1 outside torchrun.
+
+    Returns:
+        The world size.
+
+    Example:
+        >>> world_size()
+        1
+    """
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """Whether this process prints and writes files (rank 0).
+
+    Returns:
+        True on rank 0 and outside torchrun.
+
+    Example:
+        >>> is_main_process()
+        True
+    """
+    return rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all processes in place (a no-op on one process)."""
+    if is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """Take the maximum of ``tensor`` over all processes in place (a no-op on one process)."""
+    if is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op on one process).
+
+    Example:
+        >>> barrier()
+    """
+    if is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group, if this process joined one.
+
+    Example:
+        >>> cleanup()
+    """
+    if is_initialized():
+        dist.destroy_process_group()

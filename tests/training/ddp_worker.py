@@ -1,0 +1,37 @@
+"""Run by tests/training/test_distributed.py under torchrun: each rank reports what it saw."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
+from multitask_mnist.training import Trainer, distributed
+from tests.conftest import SyntheticDigits
+
+
+def main(out: Path, strategy: str) -> None:
+    torch.manual_seed(distributed_seed := 0)
+    trainer = Trainer(
+        presets.mnist_sum(), loss=WeightedMultiLoss(strategy=strategy), epochs=3,
+        batch_size=16, device="cpu", progress=False, seed=distributed_seed,
+        output_dir=out / "run",
+    )  # fmt: skip
+    history = trainer.fit(AugmentedDigitDataset(SyntheticDigits(600)))
+    metrics = trainer.evaluate(AugmentedDigitDataset(SyntheticDigits(101, seed=1)))
+    report = {
+        "world": distributed.world_size(),
+        "history": [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs],
+        "evaluate": metrics,
+        "weights": {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()},
+        "loss_state": {k: v.double().sum().item() for k, v in trainer.loss.state_dict().items()},
+    }
+    (out / f"rank{distributed.rank()}.json").write_text(json.dumps(report))
+    distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
