@@ -447,3 +447,17 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     resumed.fit(_data(256), resume=True)
     _assert_same_weights(straight.model, resumed.model)
     _assert_same_weights(straight.loss, resumed.loss)
+
+
+def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _runtime.resolve_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _runtime.resolve_device("auto").type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert _runtime.resolve_device("auto").type == "cpu"
+    with pytest.raises(
+        ValueError, match=r"^Argument `device` is 'cuda' but CUDA is not available$"
+    ):
+        _runtime.resolve_device("cuda")
