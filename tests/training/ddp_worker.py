@@ -14,10 +14,11 @@ from tests.conftest import SyntheticDigits
 
 
 def main(out: Path, strategy: str) -> None:
-    torch.manual_seed(distributed_seed := 0)
+    seed = 0
+    torch.manual_seed(seed)
     trainer = Trainer(
         presets.mnist_sum(), loss=WeightedMultiLoss(strategy=strategy), epochs=3,
-        batch_size=16, device="cpu", progress=False, seed=distributed_seed,
+        batch_size=16, device="cpu", progress=False, seed=seed,
         output_dir=out / "run",
     )  # fmt: skip
     history = trainer.fit(AugmentedDigitDataset(SyntheticDigits(600)))
