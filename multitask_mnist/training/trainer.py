@@ -7,6 +7,7 @@ exactly what an uninterrupted run would have done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -499,6 +500,18 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Model and loss in eval mode inside, back to their previous mode after."""
+        was_training = self.model.training
+        self.model.eval()
+        self.loss.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+            self.loss.train(was_training)
+
     def evaluate(self, data: Dataset[Any]) -> dict[str, float]:
         """Metrics of the model on ``data``, without changing any state.
 
@@ -516,13 +529,10 @@ class Trainer:
     def _evaluate(self, data: Dataset[Any]) -> tuple[dict[str, float], Tensor]:
         if len(data) == 0:  # type: ignore[arg-type]
             raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
-        was_training = self.model.training
-        self.model.eval()
-        self.loss.eval()
         metrics = MetricAccumulator(self.device)
         classes = self.model.head.num_classes
         confusion = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
-        try:
+        with self._eval_mode():
             shard = torch.arange(len(data))[distributed.rank() :: distributed.world_size()]  # type: ignore[arg-type]
             for batch in self._batches(data, self.eval_batch_size, shard):
                 with _runtime.autocast(self.device, self.autocast_dtype):
@@ -531,9 +541,6 @@ class Trainer:
                 metrics.update(output, batch, loss)
                 cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
                 confusion += torch.bincount(cells, minlength=classes * classes)
-        finally:
-            self.model.train(was_training)
-            self.loss.train(was_training)
         distributed.all_reduce_sum(confusion)
         return metrics.compute(), confusion.view(classes, classes).cpu()
 
@@ -553,10 +560,8 @@ class Trainer:
             ValueError: As :meth:`multitask_mnist.models.MultiTaskNet.forward` for bad inputs.
         """
         self.model.check_inputs(image, number)
-        was_training = self.model.training
-        self.model.eval()
         digits, sums = [], []
-        try:
+        with self._eval_mode():
             chunks = zip(
                 torch.split(image, self.eval_batch_size),
                 torch.split(number, self.eval_batch_size),
@@ -567,8 +572,6 @@ class Trainer:
                     out = self.model(self._image(img.to(self.device)), num.to(self.device))
                 digits.append(out.digit_logits.argmax(dim=1).cpu())
                 sums.append(out.sum.float().cpu())
-        finally:
-            self.model.train(was_training)
         value = torch.cat(sums)
         return Prediction(torch.cat(digits), value.round().long(), value)
 

@@ -100,7 +100,9 @@ def test_evaluate_counts_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     sums = batch.sum.float() + torch.tensor([0.0, 0.0, 0.0, 0.0, 0.6, 0.4, 0, 0, 0, -0.7])
     monkeypatch.setattr(trainer.model.trunk, "forward", lambda image: logits[: image.shape[0]])
     monkeypatch.setattr(trainer.model.head, "forward", lambda lg, n: sums[: lg.shape[0]])
+    assert trainer.model.training
     metrics = trainer.evaluate(data)
+    assert trainer.model.training and trainer.loss.training  # the mode is restored
     assert metrics["digit_accuracy"] == pytest.approx(70.0)
     assert metrics["sum_accuracy"] == pytest.approx(80.0)  # 0.6 and -0.7 round away
     assert metrics["joint_accuracy"] == pytest.approx(50.0)
