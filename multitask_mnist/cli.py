@@ -172,6 +172,11 @@ def _data_root(data_dir: Path | None) -> tuple[Path, bool]:
     return default_root(), not os.environ.get(DATA_ENV_VAR)
 
 
+def _test_split(root: Path, download: bool) -> AugmentedDigitDataset:
+    """The 10,000 test images, paired with the same numbers in every run (``TEST_SEED``)."""
+    return AugmentedDigitDataset(load_mnist(root, train=False, download=download), seed=TEST_SEED)
+
+
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -207,7 +212,7 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     if args.limit is not None:
         train_base = Subset(train_base, range(min(args.limit, len(train_base))))
     train_data = AugmentedDigitDataset(train_base, seed=args.seed)
-    test_data = AugmentedDigitDataset(load_mnist(root, train=False), seed=TEST_SEED)
+    test_data = _test_split(root, download)
     preset_kwargs = {} if args.fusion is None else {"fusion": args.fusion}
     torch.manual_seed(args.seed)
     model = presets.get(preset, **preset_kwargs)
@@ -272,9 +277,7 @@ def model_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> Mul
 def run_evaluate(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(args.checkpoint)
     root, download = _data_root(args.data_dir)
-    test_data = AugmentedDigitDataset(
-        load_mnist(root, train=False, download=download), seed=TEST_SEED
-    )
+    test_data = _test_split(root, download)
     trainer = Trainer(model, device=args.device, progress=False)
     _print_test_line(trainer.evaluate(test_data), len(test_data))
     return 0

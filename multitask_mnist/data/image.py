@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, ImageStat
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -42,8 +42,8 @@ def _fit_picture(picture: Image.Image) -> Image.Image:
     gray = picture.convert("L")
     if gray.size != IMAGE_SHAPE[1:]:
         gray = gray.resize(IMAGE_SHAPE[1:], Image.Resampling.LANCZOS)
-    mean = sum(i * c for i, c in enumerate(gray.histogram())) / (gray.width * gray.height)
-    return ImageOps.invert(gray) if mean > 127 else gray  # dark ink on light paper
+    light_paper = ImageStat.Stat(gray).mean[0] > 127  # dark ink on light paper
+    return ImageOps.invert(gray) if light_paper else gray
 
 
 def image_to_tensor(image: Any, *, fit: bool = False) -> Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 from torchvision.datasets import MNIST
 
 from multitask_mnist.data._idx import check_idx_pair
+from multitask_mnist.data.image import IMAGE_SHAPE
 
 __all__ = ["DATA_ENV_VAR", "default_root", "load_mnist"]
 
@@ -89,5 +90,5 @@ def load_mnist(
                 "folder that holds MNIST/raw/."
             ) from error
     images, labels = _FILES[train]
-    check_idx_pair(raw / images, raw / labels, image_size=(28, 28))
+    check_idx_pair(raw / images, raw / labels, image_size=IMAGE_SHAPE[1:])
     return MNIST(str(root_path), train=train, download=False)

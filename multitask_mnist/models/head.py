@@ -24,9 +24,10 @@ def digit_estimate(logits: Tensor, fusion: str) -> Tensor:
     mean of ``0..C-1``; ``straight_through`` the hard class forward with the
     expectation's gradient backward.
     """
-    hard = logits.argmax(dim=-1).to(torch.float32)
-    if fusion == "argmax":
-        return hard
+    if fusion != "expectation":
+        hard = logits.argmax(dim=-1).to(torch.float32)
+        if fusion == "argmax":
+            return hard
     classes = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.float32)
     soft = torch.softmax(logits.float(), dim=-1) @ classes
     if fusion == "expectation":

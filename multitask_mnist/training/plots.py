@@ -15,22 +15,20 @@ __all__ = ["save_confusion", "save_curves"]
 logger = logging.getLogger(__name__)
 
 
-def _pyplot() -> Any:
+def _new_figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure that touches no global state (no pyplot, no backend switch),
+    or ``None`` without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         logger.debug("matplotlib is not installed; no plots are drawn")
         return None
-    return plt
+    return Figure(figsize=size)
 
 
 def save_curves(history: History, folder: Path) -> list[Path]:
     """Write ``loss.png`` and ``accuracy.png`` of the train (and validation) metrics."""
-    plt = _pyplot()
-    if plt is None or not history.epochs:
+    if not history.epochs:
         return []
     epochs = history.metric("epoch")
     written = []
@@ -39,7 +37,10 @@ def save_curves(history: History, folder: Path) -> list[Path]:
         ("accuracy.png", ("train_digit_accuracy", "train_sum_accuracy", "val_digit_accuracy",
                           "val_sum_accuracy"), "accuracy (%)"),
     ):  # fmt: skip
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = _new_figure((6, 4))
+        if fig is None:
+            break
+        ax = fig.subplots()
         for key in keys:
             values = history.metric(key)
             if values:
@@ -50,18 +51,17 @@ def save_curves(history: History, folder: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         fig.savefig(folder / name, dpi=100)
-        plt.close(fig)
         written.append(folder / name)
     return written
 
 
 def save_confusion(confusion: Tensor, folder: Path) -> Path | None:
     """Write ``confusion_matrix.png``: rows are true digits, columns predicted ones."""
-    plt = _pyplot()
-    if plt is None:
+    fig = _new_figure((6, 5.5))
+    if fig is None:
         return None
     counts = confusion.tolist()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax = fig.subplots()
     image = ax.imshow(confusion.float().log1p().numpy(), cmap="Blues")
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
@@ -77,5 +77,4 @@ def save_confusion(confusion: Tensor, folder: Path) -> Path | None:
     fig.tight_layout()
     path = folder / "confusion_matrix.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
