@@ -50,9 +50,13 @@ def main() -> None:
         schedule=schedule(wait=0, warmup=WARMUP, active=ACTIVE, repeat=1),
     ) as prof:
         trainer = Trainer(
-            presets.mnist_sum(), epochs=1, batch_size=args.batch_size,
-            precision=args.precision, progress=False, callbacks=[_Stepper(prof)],
-        )  # fmt: skip
+            presets.mnist_sum(),
+            epochs=1,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            progress=False,
+            callbacks=[_Stepper(prof)],
+        )
         trainer.fit(train)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)

@@ -153,9 +153,13 @@ def library(root: str, train_images: int, batch_size: int, precision: str) -> di
     torch.manual_seed(0)
     clock = _StepClock(batch_size)
     trainer = Trainer(
-        presets.mnist_sum(), epochs=1, batch_size=batch_size, precision=precision,
-        progress=False, callbacks=[clock],
-    )  # fmt: skip
+        presets.mnist_sum(),
+        epochs=1,
+        batch_size=batch_size,
+        precision=precision,
+        progress=False,
+        callbacks=[clock],
+    )
     trainer.fit(train)
     train_ips = clock.steps * batch_size / (clock.toc - clock.tic)
     trainer.evaluate(test)  # warm-up
@@ -179,10 +183,19 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def spawn(args: argparse.Namespace, worker: str, precision: str = "auto") -> dict[str, float]:
     command = [
-        sys.executable, __file__, "--worker", worker, "--data-dir", str(args.data_dir),
-        "--train-images", str(args.train_images), "--batch-size", str(args.batch_size),
-        "--precision", precision,
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--worker",
+        worker,
+        "--data-dir",
+        str(args.data_dir),
+        "--train-images",
+        str(args.train_images),
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        precision,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -192,15 +205,29 @@ def whole_process(args: argparse.Namespace) -> dict[str, float]:
     times = {}
     env = {**os.environ, "MULTITASK_MNIST_DATA": str(args.data_dir)}
     conventional_cmd = [
-        sys.executable, __file__, "--worker", "conventional", "--data-dir", str(args.data_dir),
-        "--train-images", "60000", "--batch-size", str(args.batch_size),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--worker",
+        "conventional",
+        "--data-dir",
+        str(args.data_dir),
+        "--train-images",
+        "60000",
+        "--batch-size",
+        str(args.batch_size),
+    ]
     with tempfile.TemporaryDirectory() as out:
         example_cmd = [
-            sys.executable, str(Path(__file__).parents[1] / "examples" / "train_mnist_sum.py"),
-            "--epochs", "1", "--batch-size", str(args.batch_size), "--output-dir", out,
+            sys.executable,
+            str(Path(__file__).parents[1] / "examples" / "train_mnist_sum.py"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            str(args.batch_size),
+            "--output-dir",
+            out,
             "--no-progress",
-        ]  # fmt: skip
+        ]
         for name, command in (("conventional", conventional_cmd), ("example", example_cmd)):
             tic = time.perf_counter()
             subprocess.run(command, capture_output=True, check=True, env=env)
@@ -217,9 +244,10 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--worker", choices=["conventional", "library"])
     parser.add_argument(
-        "--full-epoch", action="store_true",
+        "--full-epoch",
+        action="store_true",
         help="also time one full epoch plus the test, as whole processes (about 2 minutes)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.worker:
         run_worker(args)

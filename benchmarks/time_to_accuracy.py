@@ -53,9 +53,12 @@ class TestWatch(Callback):
         tic = time.perf_counter()
         metrics = trainer.evaluate(self.test)
         self.eval_time += time.perf_counter() - tic
-        row = {"step": self._steps, "train_s": round(self.train_time, 2),
-               "digit": round(metrics["digit_accuracy"], 2),
-               "sum": round(metrics["sum_accuracy"], 2)}  # fmt: skip
+        row = {
+            "step": self._steps,
+            "train_s": round(self.train_time, 2),
+            "digit": round(metrics["digit_accuracy"], 2),
+            "sum": round(metrics["sum_accuracy"], 2),
+        }
         self.log.append(row)
         print(json.dumps(row), flush=True)
         if min(row["digit"], row["sum"]) >= self.target:
@@ -83,9 +86,15 @@ def main() -> None:
     watch = TestWatch(test, max(1, round(args.eval_every * steps_per_epoch)), args.target)
     torch.manual_seed(args.seed)
     trainer = Trainer(
-        presets.mnist_sum(), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        precision=args.precision, seed=args.seed, progress=False, callbacks=[watch],
-    )  # fmt: skip
+        presets.mnist_sum(),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        precision=args.precision,
+        seed=args.seed,
+        progress=False,
+        callbacks=[watch],
+    )
     trainer.fit(train)
     last = watch.log[-1] if watch.log else {}
     print(

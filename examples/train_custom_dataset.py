@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     trainer = Trainer(
-        presets.get(args.preset), epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, output_dir=args.output_dir,
-    )  # fmt: skip
+        presets.get(args.preset),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        output_dir=args.output_dir,
+    )
     trainer.fit(train, val)
     metrics = trainer.evaluate(val)
     print(

@@ -21,14 +21,26 @@ def test_custom_dataset_example_trains_on_a_folder_of_pngs(tmp_path: Path) -> No
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(digits.data[i].numpy(), mode="L").save(folder / f"{i}.png")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "train_custom_dataset.py"),
-         str(tmp_path / "digits"), "--epochs", "4", "--batch-size", "32",
-         "--output-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env={"CI": "true", "PATH": ""},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "examples" / "train_custom_dataset.py"),
+            str(tmp_path / "digits"),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"CI": "true", "PATH": ""},
+    )
     assert result.returncode == 0, result.stderr
-    match = re.search(r"^Validation on 80 images: digit ([\d.]+)%, sum ([\d.]+)%$",
-                      result.stdout, re.MULTILINE)  # fmt: skip
+    match = re.search(
+        r"^Validation on 80 images: digit ([\d.]+)%, sum ([\d.]+)%$", result.stdout, re.MULTILINE
+    )
     assert match, result.stdout
     assert float(match.group(1)) > 50  # chance is 10%
     assert "Validation: loss:" in result.stdout  # the Trainer validated every epoch
@@ -38,7 +50,9 @@ def test_custom_dataset_example_trains_on_a_folder_of_pngs(tmp_path: Path) -> No
 def test_custom_dataset_example_on_an_empty_folder(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_custom_dataset.py"), str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: No PNG files under {tmp_path}/<0-9>/"

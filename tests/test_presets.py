@@ -9,18 +9,29 @@ from torch import nn
 from multitask_mnist import presets
 
 DOCUMENTED = [
-    ("input1.weight", (16, 1, 3, 3)), ("input1.bias", (16,)),
-    ("conv1.weight", (32, 16, 3, 3)), ("conv1.bias", (32,)),
-    ("conv2.weight", (64, 32, 3, 3)), ("conv2.bias", (64,)),
-    ("oneconv1.weight", (16, 64, 1, 1)), ("oneconv1.bias", (16,)),
-    ("conv3.weight", (32, 16, 3, 3)), ("conv3.bias", (32,)),
-    ("conv4.weight", (64, 32, 3, 3)), ("conv4.bias", (64,)),
-    ("conv5.weight", (64, 64, 3, 3)), ("conv5.bias", (64,)),
-    ("conv6.weight", (10, 64, 5, 5)), ("conv6.bias", (10,)),
-    ("input2.weight", (5, 2)), ("input2.bias", (5,)),
-    ("layer1.weight", (5, 5)), ("layer1.bias", (5,)),
-    ("out2.weight", (1, 5)), ("out2.bias", (1,)),
-]  # fmt: skip
+    ("input1.weight", (16, 1, 3, 3)),
+    ("input1.bias", (16,)),
+    ("conv1.weight", (32, 16, 3, 3)),
+    ("conv1.bias", (32,)),
+    ("conv2.weight", (64, 32, 3, 3)),
+    ("conv2.bias", (64,)),
+    ("oneconv1.weight", (16, 64, 1, 1)),
+    ("oneconv1.bias", (16,)),
+    ("conv3.weight", (32, 16, 3, 3)),
+    ("conv3.bias", (32,)),
+    ("conv4.weight", (64, 32, 3, 3)),
+    ("conv4.bias", (64,)),
+    ("conv5.weight", (64, 64, 3, 3)),
+    ("conv5.bias", (64,)),
+    ("conv6.weight", (10, 64, 5, 5)),
+    ("conv6.bias", (10,)),
+    ("input2.weight", (5, 2)),
+    ("input2.bias", (5,)),
+    ("layer1.weight", (5, 5)),
+    ("layer1.bias", (5,)),
+    ("out2.weight", (1, 5)),
+    ("out2.bias", (1,)),
+]
 
 
 def test_documented_parameter_table_exactly() -> None:

@@ -34,9 +34,17 @@ def save_curves(history: History, folder: Path) -> list[Path]:
     written = []
     for name, keys, ylabel in (
         ("loss.png", ("train_loss", "val_loss"), "loss"),
-        ("accuracy.png", ("train_digit_accuracy", "train_sum_accuracy", "val_digit_accuracy",
-                          "val_sum_accuracy"), "accuracy (%)"),
-    ):  # fmt: skip
+        (
+            "accuracy.png",
+            (
+                "train_digit_accuracy",
+                "train_sum_accuracy",
+                "val_digit_accuracy",
+                "val_sum_accuracy",
+            ),
+            "accuracy (%)",
+        ),
+    ):
         fig = _new_figure((6, 4))
         if fig is None:
             break

@@ -32,8 +32,9 @@ def test_uncertainty_weights_positive_and_total_bounded_below(
 def test_dwa_weights_positive_and_sum_to_the_number_of_tasks(
     a: float, b: float, c: float, d: float, t: float
 ) -> None:
-    w = dwa_weights(torch.tensor([a, b], dtype=torch.float64),
-                    torch.tensor([c, d], dtype=torch.float64), t)  # fmt: skip
+    w = dwa_weights(
+        torch.tensor([a, b], dtype=torch.float64), torch.tensor([c, d], dtype=torch.float64), t
+    )
     assert torch.all(w > 0)
     assert float(w.sum()) == pytest.approx(2.0)
     faster = 0 if a / c < b / d else 1  # the task whose loss fell more gets less weight

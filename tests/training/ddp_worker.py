@@ -17,10 +17,15 @@ def main(out: Path, strategy: str) -> None:
     seed = 0
     torch.manual_seed(seed)
     trainer = Trainer(
-        presets.mnist_sum(), loss=WeightedMultiLoss(strategy=strategy), epochs=3,
-        batch_size=16, device="cpu", progress=False, seed=seed,
+        presets.mnist_sum(),
+        loss=WeightedMultiLoss(strategy=strategy),
+        epochs=3,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        seed=seed,
         output_dir=out / "run",
-    )  # fmt: skip
+    )
     history = trainer.fit(AugmentedDigitDataset(SyntheticDigits(600)))
     metrics = trainer.evaluate(AugmentedDigitDataset(SyntheticDigits(101, seed=1)))
     report = {

@@ -25,8 +25,12 @@ def _env() -> dict[str, str]:
 def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy: str) -> None:
     result = subprocess.run(
         [*TORCHRUN, str(ROOT / "tests" / "training" / "ddp_worker.py"), str(tmp_path), strategy],
-        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0["world"] == rank1["world"] == 2
@@ -43,16 +47,30 @@ def test_command_line_under_torchrun_prints_each_line_once(tmp_path: Path) -> No
     data = write_fake_mnist(tmp_path / "data", n_train=200, n_test=50)
     out = tmp_path / "run"
     result = subprocess.run(
-        [*TORCHRUN, "-m", "multitask_mnist", "train", "--epochs", "2", "--batch-size", "25",
-         "--output-dir", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            *TORCHRUN,
+            "-m",
+            "multitask_mnist",
+            "train",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "25",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
         env={**_env(), "MULTITASK_MNIST_DATA": str(data)},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert [line.split(",")[0] for line in lines if line.startswith("Epoch")] == [
-        "Epoch: 1", "Epoch: 2"
-    ]  # fmt: skip
+        "Epoch: 1",
+        "Epoch: 2",
+    ]
     assert lines.count("Finished Training") == 1
     assert sum(line.startswith("Accuracy of the network on the 50 test") for line in lines) == 1
     metrics = json.loads((out / "metrics.json").read_text())

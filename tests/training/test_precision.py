@@ -19,9 +19,13 @@ def test_bf16_within_a_fifth_of_a_point_of_fp32(mnist_train: MNIST, mnist_test: 
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         trainer = Trainer(
-            presets.mnist_sum(), epochs=2, batch_size=128, precision=precision,
-            device="cpu", progress=False,
-        )  # fmt: skip
+            presets.mnist_sum(),
+            epochs=2,
+            batch_size=128,
+            precision=precision,
+            device="cpu",
+            progress=False,
+        )
         trainer.fit(train)
         results[precision] = trainer.evaluate(test)
     fp32, bf16 = results["fp32"], results["bf16"]

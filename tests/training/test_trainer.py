@@ -35,8 +35,12 @@ def _model(seed: int = 0, **kwargs: Any) -> MultiTaskNet:
 
 def _trainer(model: MultiTaskNet | None = None, **kwargs: Any) -> Trainer:
     options: dict[str, Any] = {
-        "epochs": 2, "batch_size": 64, "device": "cpu", "progress": False, "precision": "fp32",
-    }  # fmt: skip
+        "epochs": 2,
+        "batch_size": 64,
+        "device": "cpu",
+        "progress": False,
+        "precision": "fp32",
+    }
     options.update(kwargs)
     return Trainer(model if model is not None else _model(), **options)
 
@@ -146,15 +150,17 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, precisio
     straight.fit(_data())
 
     out = tmp_path / "interrupted"
-    first = _trainer(epochs=3, precision=precision, output_dir=out,
-                     callbacks=[Recorder(fail_at_epoch_start=2)])  # fmt: skip
+    first = _trainer(
+        epochs=3, precision=precision, output_dir=out, callbacks=[Recorder(fail_at_epoch_start=2)]
+    )
     with pytest.raises(KeyboardInterrupt):
         first.fit(_data())
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
     recorder = Recorder()
-    second = _trainer(_model(seed=99), epochs=3, precision=precision, output_dir=out,
-                      callbacks=[recorder])  # fmt: skip
+    second = _trainer(
+        _model(seed=99), epochs=3, precision=precision, output_dir=out, callbacks=[recorder]
+    )
     history = second.fit(_data(), resume=True)
     assert [e for e in recorder.events if e[0] == "epoch_start"] == [
         ("epoch_start", 2),
@@ -236,10 +242,16 @@ def test_events_fire_in_order_and_set_epoch_reaches_a_wrapped_dataset() -> None:
     _trainer(callbacks=[recorder], batch_size=100).fit(Subset(data, range(200)))
     assert recorder.events == [
         ("fit_start", 0),
-        ("epoch_start", 1), ("batch_end", 0), ("batch_end", 1), ("epoch_end", 1),
-        ("epoch_start", 2), ("batch_end", 0), ("batch_end", 1), ("epoch_end", 2),
+        ("epoch_start", 1),
+        ("batch_end", 0),
+        ("batch_end", 1),
+        ("epoch_end", 1),
+        ("epoch_start", 2),
+        ("batch_end", 0),
+        ("batch_end", 1),
+        ("epoch_end", 2),
         ("fit_end", 2),
-    ]  # fmt: skip
+    ]
     assert data.epoch == 1  # set_epoch(epoch - 1) went through the Subset
 
 
@@ -426,8 +438,9 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     from multitask_mnist import WeightedMultiLoss
 
     def trainer(out: Path, **kwargs: Any) -> Trainer:
-        return _trainer(epochs=4, output_dir=out, loss=WeightedMultiLoss(strategy=strategy),
-                        **kwargs)  # fmt: skip
+        return _trainer(
+            epochs=4, output_dir=out, loss=WeightedMultiLoss(strategy=strategy), **kwargs
+        )
 
     straight = trainer(tmp_path / "straight")
     history = straight.fit(_data(256))
