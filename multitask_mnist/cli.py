@@ -92,37 +92,50 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
     _add_data_dir(parser)
     parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/mnist_sum"),
+        "--output-dir",
+        type=Path,
+        default=Path("runs/mnist_sum"),
         help="checkpoints, metrics.json, history.csv and plots (default: runs/mnist_sum)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--limit", type=int, default=None, metavar="N",
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
         help="train on the first N training images; the test still uses all 10,000",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --output-dir"
     )
     parser.add_argument(
-        "--fusion", choices=FUSION_MODES, default=None,
+        "--fusion",
+        choices=FUSION_MODES,
+        default=None,
         help="how the digit estimate joins the number (default: the preset's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loss-strategy", choices=STRATEGIES, default="fixed",
+        "--loss-strategy",
+        choices=STRATEGIES,
+        default="fixed",
         help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="auto",
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
         help="auto: bfloat16 autocast where the hardware runs it natively (default: auto)",
-    )  # fmt: skip
+    )
     _add_device(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help=f"folder holding MNIST/raw/ (default: ${DATA_ENV_VAR}, else ./data, downloading)",
-    )  # fmt: skip
+    )
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -241,6 +254,12 @@ def _print_test_line(metrics: dict[str, float], n: int) -> None:
     print(
         f"Accuracy of the network on the {n:,} test images: "
         f"digit {metrics['digit_accuracy']:.2f}%, sum {metrics['sum_accuracy']:.2f}%"
+    )
+    exact = "exact" if metrics["adder_exact"] else "NOT exact"
+    print(
+        f"Adder: {exact} on every digit/number pair (margin {metrics['adder_margin']:.3f}); "
+        f"the sum is right on {metrics['sum_given_digit_accuracy']:.2f}% of the images "
+        "whose digit is right"
     )
 
 

@@ -27,8 +27,12 @@ def _run(
         env["MULTITASK_MNIST_DATA"] = str(data)
     return subprocess.run(
         [sys.executable, "-m", "multitask_mnist", *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +43,18 @@ def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
-    result = _run("train", "--epochs", "1", "--limit", "200", "--batch-size", "50",
-                  "--output-dir", str(out), data=small_mnist)  # fmt: skip
+    result = _run(
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "200",
+        "--batch-size",
+        "50",
+        "--output-dir",
+        str(out),
+        data=small_mnist,
+    )
     assert result.returncode == 0, result.stderr
     return out, result.stdout
 
@@ -58,21 +72,30 @@ def test_train_prints_the_documented_lines_and_writes_the_run(trained: tuple[Pat
         r"Epoch: 1, loss: \d+\.\d{4}, Classification Acc: \d+\.\d{2}, Addition Acc: \d+\.\d{2}",
         lines[0],
     ), lines
-    assert lines[-2] == "Finished Training"
+    assert lines[-3] == "Finished Training"
     assert re.fullmatch(
         r"Accuracy of the network on the 100 test images: digit \d+\.\d{2}%, sum \d+\.\d{2}%",
-        lines[-1],
+        lines[-2],
+    )
+    assert lines[-1] == (
+        "Adder: exact on every digit/number pair (margin 0.500); the sum is right on 100.00% "
+        "of the images whose digit is right"
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["limit"] == 200 and len(metrics["epochs"]) == 1
     assert "test_digit_accuracy" in metrics and (out / "last.pt").is_file()
+    assert metrics["test_adder_exact"] is True and metrics["test_adder_margin"] == 0.5
+    assert metrics["test_sum_given_digit_accuracy"] == 100.0
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"train_sum_given_digit_accuracy", "adder_exact", "adder_margin"} <= set(header)
 
 
 def test_evaluate_prints_both_accuracies(trained: tuple[Path, str], small_mnist: Path) -> None:
     out, stdout = trained
     result = _run("evaluate", "--checkpoint", str(out / "last.pt"), "--data-dir", str(small_mnist))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == stdout.splitlines()[-1]  # same model, same test pairs
+    # same model, same test pairs: the same accuracy line and adder line
+    assert result.stdout.splitlines() == stdout.splitlines()[-2:]
 
 
 @pytest.mark.parametrize("size", [(28, 28), (200, 150)])
@@ -144,11 +167,23 @@ def test_predict_rejects_number_out_of_range(trained: tuple[Path, str], tmp_path
 def test_example_script_help() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_mnist_sum.py"), "--help"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0
-    for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--data-dir", "--output-dir",
-                 "--limit", "--resume", "--fusion", "--precision"):  # fmt: skip
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--data-dir",
+        "--output-dir",
+        "--limit",
+        "--resume",
+        "--fusion",
+        "--precision",
+    ):
         assert flag in result.stdout
 
 
@@ -176,8 +211,16 @@ def test_resume_trains_only_the_new_epoch(small_mnist: Path, tmp_path: Path) -> 
 def test_output_dir_that_cannot_be_written(small_mnist: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = _run("train", "--epochs", "1", "--limit", "50", "--output-dir", str(blocker / "run"),
-                  data=small_mnist)  # fmt: skip
+    result = _run(
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "50",
+        "--output-dir",
+        str(blocker / "run"),
+        data=small_mnist,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(
         f"multitask-mnist train: error: Cannot write to the output folder {blocker / 'run'}: "
@@ -217,8 +260,20 @@ def test_checkpoint_of_another_architecture(trained: tuple[Path, str], tmp_path:
 
 
 def test_diverging_run_stops_with_one_line(small_mnist: Path, tmp_path: Path) -> None:
-    result = _run("train", "--epochs", "1", "--limit", "200", "--batch-size", "50", "--lr", "1e9",
-                  "--output-dir", str(tmp_path), data=small_mnist)  # fmt: skip
+    result = _run(
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "200",
+        "--batch-size",
+        "50",
+        "--lr",
+        "1e9",
+        "--output-dir",
+        str(tmp_path),
+        data=small_mnist,
+    )
     assert result.returncode == 1
     assert re.fullmatch(
         r"multitask-mnist train: error: The training loss became NaN or infinite at epoch 1, "

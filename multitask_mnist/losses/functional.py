@@ -44,7 +44,11 @@ class MultiLossOutput(NamedTuple):
 
 
 def task_losses(
-    digit_logits: Tensor, sum_pred: Tensor, digit: Tensor, sum_target: Tensor
+    digit_logits: Tensor,
+    sum_pred: Tensor,
+    digit: Tensor,
+    sum_target: Tensor,
+    adder: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Cross-entropy of the digit and mean squared error of the sum, in float32.
 
@@ -53,6 +57,9 @@ def task_losses(
         sum_pred: ``(B,)`` predicted sums.
         digit: ``(B,)`` int64 true digits.
         sum_target: ``(B,)`` true sums, any real dtype.
+        adder: ``(B,)`` teacher-forced sums (the head applied to the true digit), or
+            ``None``; when given, their squared error joins the sum task's loss, and
+            it is what trains the head.
 
     Returns:
         ``{"digit": (), "sum": ()}``.
@@ -64,10 +71,11 @@ def task_losses(
         >>> round(float(parts["digit"]), 4), float(parts["sum"])
         (2.3026, 4.0)
     """
-    return {
-        "digit": F.cross_entropy(digit_logits.float(), digit),
-        "sum": F.mse_loss(sum_pred.float(), sum_target.float()),
-    }
+    target = sum_target.float()
+    sum_loss = F.mse_loss(sum_pred.float(), target)
+    if adder is not None:
+        sum_loss = sum_loss + F.mse_loss(adder.float(), target)
+    return {"digit": F.cross_entropy(digit_logits.float(), digit), "sum": sum_loss}
 
 
 def weighted_multi_loss(
@@ -76,6 +84,7 @@ def weighted_multi_loss(
     digit: Tensor,
     sum_target: Tensor,
     weights: Mapping[str, float | Tensor],
+    adder: Tensor | None = None,
 ) -> MultiLossOutput:
     """Weight and add the task losses; a task of weight zero contributes nothing.
 
@@ -85,6 +94,7 @@ def weighted_multi_loss(
         digit: ``(B,)`` int64 true digits.
         sum_target: ``(B,)`` true sums.
         weights: One weight per task name in :data:`TASKS`.
+        adder: ``(B,)`` teacher-forced sums, or ``None`` (see :func:`task_losses`).
 
     Returns:
         The total and the unweighted per-task losses.
@@ -97,7 +107,7 @@ def weighted_multi_loss(
         >>> float(out.total), float(out.parts["sum"])
         (0.5, 0.5)
     """
-    parts = task_losses(digit_logits, sum_pred, digit, sum_target)
+    parts = task_losses(digit_logits, sum_pred, digit, sum_target, adder)
     terms = [
         weights[task] * loss
         for task, loss in parts.items()

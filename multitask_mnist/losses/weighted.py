@@ -129,9 +129,9 @@ class WeightedMultiLoss(nn.Module):
         """Return the weighted total and the per-task losses."""
         if self.strategy == "fixed":
             return weighted_multi_loss(
-                output.digit_logits, output.sum, digit, sum_target, self.weights
+                output.digit_logits, output.sum, digit, sum_target, self.weights, output.adder
             )
-        parts = task_losses(output.digit_logits, output.sum, digit, sum_target)
+        parts = task_losses(output.digit_logits, output.sum, digit, sum_target, output.adder)
         losses = torch.stack([parts[task] for task in TASKS])
         if self.strategy == "uncertainty":
             total, _ = uncertainty_weighted_loss(losses, self.log_vars)

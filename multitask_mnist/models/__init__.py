@@ -1,11 +1,12 @@
 """Model pieces: the convolutional trunk, the fusion head, and the network joining them."""
 
-from multitask_mnist.models.head import FUSION_MODES, Fusion, ScalarFusionHead
+from multitask_mnist.models.head import FUSION_MODES, AdderCertificate, Fusion, ScalarFusionHead
 from multitask_mnist.models.net import MultiTaskNet, MultiTaskOutput
 from multitask_mnist.models.trunk import Conv, ConvTrunk, LayerSpec, MaxPool
 
 __all__ = [
     "FUSION_MODES",
+    "AdderCertificate",
     "Conv",
     "ConvTrunk",
     "Fusion",

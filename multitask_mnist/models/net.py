@@ -19,6 +19,10 @@ class MultiTaskOutput(NamedTuple):
     Attributes:
         digit_logits: ``(B, num_classes)`` logits of the digit.
         sum: ``(B,)`` float32 prediction of ``digit + number``.
+        adder: ``(B,)`` float32 teacher-forced sum: the head applied to the true
+            digit, present only when the true digit was passed to
+            :meth:`MultiTaskNet.forward` (the Trainer does so in training); its loss
+            is what trains the head.
 
     Example:
         >>> import torch
@@ -29,6 +33,7 @@ class MultiTaskOutput(NamedTuple):
 
     digit_logits: Tensor
     sum: Tensor
+    adder: Tensor | None = None
 
 
 class MultiTaskNet(nn.Module):
@@ -42,8 +47,9 @@ class MultiTaskNet(nn.Module):
         head: Joins the digit estimate with the number.
 
     Shapes:
-        ``forward(image, number)``: ``image`` ``(B, 1, 28, 28)`` float, ``number``
-        ``(B,)`` integer-valued -> :class:`MultiTaskOutput`.
+        ``forward(image, number, digit=None)``: ``image`` ``(B, 1, 28, 28)`` float,
+        ``number`` ``(B,)`` integer-valued, ``digit`` ``(B,)`` int64 true digits or
+        ``None`` -> :class:`MultiTaskOutput`.
 
     Raises:
         ValueError: The trunk's output width differs from the head's ``num_classes``.
@@ -67,11 +73,21 @@ class MultiTaskNet(nn.Module):
         self.trunk = trunk
         self.head = head
 
-    def forward(self, image: Tensor, number: Tensor) -> MultiTaskOutput:
-        """Predict the digit and the sum; see the class docstring for shapes."""
+    def forward(
+        self, image: Tensor, number: Tensor, digit: Tensor | None = None
+    ) -> MultiTaskOutput:
+        """Predict the digit and the sum; see the class docstring for shapes.
+
+        Passing the true ``digit`` teacher-forces the adder (see
+        :meth:`ScalarFusionHead.forward`): ``adder`` is filled in, and ``sum`` stays
+        the prediction from the digit estimate, its loss reaching the trunk only.
+        """
         self.check_inputs(image, number)
         logits = self.trunk(image)
-        return MultiTaskOutput(logits, self.head(logits, number))
+        if digit is None:
+            return MultiTaskOutput(logits, self.head(logits, number))
+        sum_pred, adder = self.head(logits, number, digit)
+        return MultiTaskOutput(logits, sum_pred, adder)
 
     def check_inputs(self, image: Tensor, number: Tensor) -> None:
         """Raise ``TypeError``/``ValueError`` naming ``image`` or ``number`` if either is wrong."""

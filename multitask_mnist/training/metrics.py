@@ -14,8 +14,15 @@ __all__ = ["METRIC_NAMES", "MetricAccumulator", "batch_statistics"]
 
 #: The metrics :meth:`MetricAccumulator.compute` returns; accuracies are percentages.
 METRIC_NAMES = (
-    "loss", "digit_loss", "sum_loss", "digit_accuracy", "sum_accuracy", "joint_accuracy", "sum_mae",
-)  # fmt: skip
+    "loss",
+    "digit_loss",
+    "sum_loss",
+    "digit_accuracy",
+    "sum_accuracy",
+    "joint_accuracy",
+    "sum_mae",
+    "sum_given_digit_accuracy",
+)
 
 
 def batch_statistics(output: MultiTaskOutput, batch: DigitSample, loss: MultiLossOutput) -> Tensor:
@@ -55,6 +62,8 @@ class MetricAccumulator:
     def compute(self) -> dict[str, float]:
         """Mean losses, accuracies in percent, and the sum's mean absolute error.
 
+        ``sum_given_digit_accuracy`` is the sum's accuracy over the samples whose
+        digit is right (100 when no digit is right: no sample contradicts it).
         Under torchrun the sums of every process are added first, so every rank
         returns the same numbers.
         """
@@ -65,4 +74,9 @@ class MetricAccumulator:
             return {}
         values = (totals[:-1] / count).tolist()
         scale = (1, 1, 1, 100, 100, 100, 1)
-        return {name: v * s for name, v, s in zip(METRIC_NAMES, values, scale, strict=True)}
+        metrics = {name: v * s for name, v, s in zip(METRIC_NAMES[:-1], values, scale, strict=True)}
+        digits_right, both_right = totals[3].item(), totals[5].item()
+        metrics["sum_given_digit_accuracy"] = (
+            100.0 * both_right / digits_right if digits_right else 100.0
+        )
+        return metrics

@@ -62,9 +62,17 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 _CHECKPOINT_FORMAT = 1
 _RESUME_KEYS = (
-    "model", "loss", "optimizer", "scheduler", "epoch", "config", "rng", "history", "best",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "config",
+    "rng",
+    "history",
+    "best",
     "train_time_s",
-)  # fmt: skip
+)
 # How often (in steps) the hot loop looks at its non-finite-loss flag: one sync per this many.
 _FINITE_CHECK_EVERY = 16
 
@@ -256,17 +264,25 @@ class Trainer:
             return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
 
         return {
-            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
             "head_lr_scale": self.head_lr_scale,
-            "weight_decay": self.weight_decay, "optimizer": name(self.optimizer_spec),
-            "scheduler": name(self.scheduler_spec), "seed": self.seed,
-            "device": str(self.device), "precision": self.precision,
-            "autocast": str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype
+            "weight_decay": self.weight_decay,
+            "optimizer": name(self.optimizer_spec),
+            "scheduler": name(self.scheduler_spec),
+            "seed": self.seed,
+            "device": str(self.device),
+            "precision": self.precision,
+            "autocast": str(self.autocast_dtype).removeprefix("torch.")
+            if self.autocast_dtype
             else "float32",
-            "channels_last": self.channels_last, "grad_clip": self.grad_clip,
-            "loss_weights": dict(self.loss.weights), "loss_strategy": self.loss.strategy,
+            "channels_last": self.channels_last,
+            "grad_clip": self.grad_clip,
+            "loss_weights": dict(self.loss.weights),
+            "loss_strategy": self.loss.strategy,
             **self.extra_config,
-        }  # fmt: skip
+        }
 
     def _param_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters in groups: trunk and loss at ``lr``, head at its own rate."""
@@ -395,22 +411,26 @@ class Trainer:
                 train_data, epoch, steps_per_epoch, optimizer, scheduler
             )
             self.loss.end_epoch()
-            metrics |= _prefixed("train_", train_metrics)
+            metrics |= _prefixed("train_", train_metrics) | self.adder_metrics()
             if val_data is not None:
-                metrics |= _prefixed("val_", self.evaluate(val_data))
+                metrics |= _prefixed("val_", self._evaluate(val_data)[0])
             metrics["time_s"] = time.perf_counter() - tic
             self._train_time += metrics["time_s"]
             self.history.epochs.append(metrics)
             _log(
                 "Epoch: %d, loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-                epoch, metrics["train_loss"], metrics["train_digit_accuracy"],
+                epoch,
+                metrics["train_loss"],
+                metrics["train_digit_accuracy"],
                 metrics["train_sum_accuracy"],
-            )  # fmt: skip
+            )
             if val_data is not None:
                 _log(
                     "Validation: loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-                    metrics["val_loss"], metrics["val_digit_accuracy"], metrics["val_sum_accuracy"],
-                )  # fmt: skip
+                    metrics["val_loss"],
+                    metrics["val_digit_accuracy"],
+                    metrics["val_sum_accuracy"],
+                )
             for callback in self.callbacks:
                 callback.on_epoch_end(self, epoch, metrics)
             self._save_epoch(epoch, metrics)
@@ -445,7 +465,8 @@ class Trainer:
             batches = tqdm(batches, total=steps, desc=f"Epoch {epoch}", leave=False, unit="batch")
         for step, batch in enumerate(batches):
             with _runtime.autocast(self.device, self.autocast_dtype):
-                output = self._train_model(self._image(batch.image), batch.number)
+                # The true digit teacher-forces the adder (ScalarFusionHead.forward).
+                output = self._train_model(self._image(batch.image), batch.number, batch.digit)
                 loss = self.loss(output, batch.digit, batch.sum)
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
@@ -517,13 +538,17 @@ class Trainer:
 
         Returns:
             ``loss``, ``digit_loss``, ``sum_loss``, ``digit_accuracy``, ``sum_accuracy``,
-            ``joint_accuracy`` (both right; accuracies in percent; a sum is right when
-            its rounded prediction equals the true sum) and ``sum_mae``.
+            ``joint_accuracy`` (both right), ``sum_given_digit_accuracy`` (the sum's
+            accuracy where the digit is right; accuracies in percent, a sum is right
+            when its rounded prediction equals the true sum), ``sum_mae``, and the
+            head's :meth:`~multitask_mnist.models.ScalarFusionHead.certificate`:
+            ``adder_exact`` (every digit/number pair in range rounds to its sum) and
+            ``adder_margin``.
 
         Raises:
             ValueError: ``data`` is empty.
         """
-        return self._evaluate(data)[0]
+        return self._evaluate(data)[0] | self.adder_metrics()
 
     @torch.inference_mode()
     def _evaluate(self, data: Dataset[Any]) -> tuple[dict[str, float], Tensor]:
@@ -543,6 +568,17 @@ class Trainer:
                 confusion += torch.bincount(cells, minlength=classes * classes)
         distributed.all_reduce_sum(confusion)
         return metrics.compute(), confusion.view(classes, classes).cpu()
+
+    def adder_metrics(self) -> dict[str, float]:
+        """``adder_exact`` and ``adder_margin`` of the head's certificate, right now.
+
+        Returns:
+            Whether every digit/number pair in range rounds to its exact sum, and
+            the margin ``0.5 - max_error`` (see
+            :meth:`~multitask_mnist.models.ScalarFusionHead.certificate`).
+        """
+        certificate = self.model.head.certificate()
+        return {"adder_exact": certificate.exact, "adder_margin": certificate.margin}
 
     @torch.inference_mode()
     def predict(self, image: Tensor, number: Tensor) -> Prediction:
@@ -585,6 +621,7 @@ class Trainer:
             The metrics of :meth:`evaluate`.
         """
         metrics, confusion = self._evaluate(data)
+        metrics |= self.adder_metrics()
         if self._write_dir is not None:
             from multitask_mnist.training import plots
 
@@ -649,9 +686,13 @@ class Trainer:
         self.history.write_csv(folder / "history.csv")
         self._update_metrics_file(
             folder,
-            {"config": self.config, "epochs": self.history.epochs, "best": self._best,
-             "wall_time_s": self._train_time}
-        )  # fmt: skip
+            {
+                "config": self.config,
+                "epochs": self.history.epochs,
+                "best": self._best,
+                "wall_time_s": self._train_time,
+            },
+        )
         distributed.barrier()
 
     @staticmethod
@@ -687,8 +728,10 @@ class Trainer:
             logger.warning(
                 "Resuming a run planned for %d epochs with epochs=%d: the learning-rate "
                 "schedule restarts over the remaining %d epoch(s)",
-                planned, self.epochs, max(self.epochs - done, 0),
-            )  # fmt: skip
+                planned,
+                self.epochs,
+                max(self.epochs - done, 0),
+            )
             scheduler = self._build_scheduler(
                 optimizer, steps_per_epoch * max(self.epochs - done, 1)
             )
