@@ -16,6 +16,7 @@ tensor of 28x28 pixels.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, random_split
 
 from multitask_mnist import AugmentedDigitDataset, Trainer, presets
-from multitask_mnist.cli import configure_logging
 
 
 class FolderDigits(Dataset[tuple[Image.Image, int]]):
@@ -52,13 +52,15 @@ class FolderDigits(Dataset[tuple[Image.Image, int]]):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="folder with one subfolder of PNGs per label")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
+    defaults = Trainer.get_default_config()  # the library's defaults, in one place
+    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     parser.add_argument("--preset", default="mnist_sum", choices=presets.names())
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--output-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    configure_logging()
+    # The Trainer reports each epoch through logging; show those lines as they are.
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
 
     try:
         digits = FolderDigits(args.root)

@@ -6,38 +6,65 @@ Cross-entropy on the digit and mean squared error on the sum, weighted equally;
     python examples/train_mnist_sum.py --epochs 10 --output-dir runs/mnist_sum
 
 MNIST is read from ``--data-dir``, else ``$MULTITASK_MNIST_DATA``, else downloaded
-into ``./data``. In Python, the same run is::
-
-    import torch
-    from multitask_mnist import AugmentedDigitDataset, load_mnist, presets
-    from multitask_mnist.training import Trainer
-
-    train = AugmentedDigitDataset(load_mnist(train=True), seed=0)
-    test = AugmentedDigitDataset(load_mnist(train=False), seed=0)
-    torch.manual_seed(0)
-    trainer = Trainer(presets.mnist_sum(), epochs=10, output_dir="runs/mnist_sum")
-    trainer.fit(train)
-    print(trainer.test(test))
+into ``./data``. Below the argument parsing, this is the library's public API in
+plain code: the command ``multitask-mnist train`` does the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
-from multitask_mnist.cli import add_train_arguments, configure_logging, run_train
+import torch
+from torch.utils.data import Subset
+
+from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets
+from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
+from multitask_mnist.data import DATA_ENV_VAR
+from multitask_mnist.training import Trainer, TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_train_arguments(parser)
+    add_train_arguments(parser)  # the Trainer's defaults, as the command line has them
     args = parser.parse_args(argv)
-    configure_logging()
+    # The Trainer reports each epoch through logging; show those lines as they are.
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+
+    # Data: MNIST images, each paired with a number 0-9 drawn from the seed.
+    download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)  # into ./data
+    images = load_mnist(args.data_dir, train=True, download=download)
+    if args.limit is not None:
+        images = Subset(images, range(args.limit))
+    train = AugmentedDigitDataset(images, seed=args.seed)
+    test = mnist_test_split(args.data_dir, download)  # the same 10,000 pairs every run
+
+    # The documented network, and the loss: cross-entropy plus MSE, equal weights.
+    torch.manual_seed(args.seed)
+    model = presets.mnist_sum(**({} if args.fusion is None else {"fusion": args.fusion}))
+    trainer = Trainer(
+        model,
+        loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        output_dir=args.output_dir,  # checkpoints, metrics.json, history.csv, plots
+        progress=not args.no_progress,
+    )
     try:
-        return run_train(args, preset="mnist_sum")
-    except (ValueError, OSError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        trainer.fit(train, resume=args.resume)
+    except TrainingInterrupted as stopped:  # SIGTERM or Ctrl-C: saved, resumable
+        print(stopped, file=sys.stderr)
+        return 128 + stopped.signal_number
+    metrics = trainer.test(test)
+    print("Finished Training")
+    print_test_result(metrics, len(test))
+    return 0
 
 
 if __name__ == "__main__":

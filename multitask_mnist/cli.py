@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Subset
 
 from multitask_mnist import presets
+from multitask_mnist._validation import check_int
 from multitask_mnist.data import (
     DATA_ENV_VAR,
     AugmentedDigitDataset,
@@ -27,15 +28,15 @@ from multitask_mnist.data import (
     load_mnist,
 )
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
-from multitask_mnist.models import FUSION_MODES, MultiTaskNet
+from multitask_mnist.models import FUSION_MODES
 from multitask_mnist.training import (
     PRECISIONS,
     CheckpointError,
     NonFiniteLossError,
+    OutputDirLockedError,
     Trainer,
+    TrainingInterrupted,
     distributed,
-    load_checkpoint,
-    load_model_state,
 )
 
 __all__ = [
@@ -43,7 +44,8 @@ __all__ = [
     "build_parser",
     "configure_logging",
     "main",
-    "model_from_checkpoint",
+    "mnist_test_split",
+    "print_test_result",
     "run_train",
 ]
 
@@ -61,6 +63,7 @@ _USER_ERRORS = (
     DataFileError,
     CheckpointError,
     NonFiniteLossError,
+    OutputDirLockedError,
     OSError,
 )
 
@@ -73,7 +76,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags of the documented run, shared by ``train`` and the example script.
+    """Add the flags of the documented run, shared by ``train`` and the example scripts.
+
+    The defaults are the Trainer's own (:meth:`Trainer.get_default_config`); values
+    are checked once, by the library, when the run starts.
 
     Args:
         parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
@@ -83,13 +89,29 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     Example:
         >>> parser = argparse.ArgumentParser()
         >>> add_train_arguments(parser)
-        >>> parser.parse_args(["--epochs", "3"]).epochs
-        3
+        >>> args = parser.parse_args(["--epochs", "3"])
+        >>> args.epochs, args.batch_size
+        (3, 128)
     """
-    parser.add_argument("--epochs", type=int, default=10, help="epochs to train (default: 10)")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
+    defaults = Trainer.get_default_config()
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults["epochs"],
+        help="epochs to train (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults["batch_size"],
+        help="batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=defaults["lr"], help="peak learning rate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults["seed"], help="seed of the run (default: %(default)s)"
+    )
     _add_data_dir(parser)
     parser.add_argument(
         "--output-dir",
@@ -105,7 +127,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on the first N training images; the test still uses all 10,000",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in --output-dir"
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in --output-dir, also one written mid-epoch",
     )
     parser.add_argument(
         "--fusion",
@@ -122,7 +146,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="auto",
+        default=defaults["precision"],
         help="auto: bfloat16 autocast where the hardware runs it natively (default: auto)",
     )
     _add_device(parser)
@@ -139,7 +163,11 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    parser.add_argument(
+        "--device",
+        default=Trainer.get_default_config()["device"],
+        help="auto, cpu, cuda, mps (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,20 +213,34 @@ def _data_root(data_dir: Path | None) -> tuple[Path, bool]:
     return default_root(), not os.environ.get(DATA_ENV_VAR)
 
 
-def _test_split(root: Path, download: bool) -> AugmentedDigitDataset:
-    """The 10,000 test images, paired with the same numbers in every run (``TEST_SEED``)."""
+def mnist_test_split(
+    root: str | os.PathLike[str] | None = None, download: bool = False
+) -> AugmentedDigitDataset:
+    """The 10,000 test images, paired with the same numbers in every run (``TEST_SEED``).
+
+    Args:
+        root: The folder holding ``MNIST/raw/``; ``None`` for :func:`default_root`.
+        download: Download MNIST into ``root`` if it is missing.
+
+    Returns:
+        The test split every run of the command line and the examples is scored on.
+
+    Raises:
+        FileNotFoundError: MNIST is missing and may not be downloaded.
+
+    Example:
+        >>> test = mnist_test_split(os.environ["MULTITASK_MNIST_DATA"])  # doctest: +SKIP
+        >>> len(test), test.numbers[:5].tolist()  # doctest: +SKIP
+        (10000, [4, 9, 3, 0, 3])
+    """
     return AugmentedDigitDataset(load_mnist(root, train=False, download=download), seed=TEST_SEED)
-
-
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     """Train ``preset`` as the flags say, then test it on the 10,000 test images.
 
-    Prints the epoch lines (through logging), ``Finished Training`` and the test line.
+    Prints the epoch lines (through logging), ``Finished Training`` and the test
+    result (:func:`print_test_result`).
 
     Args:
         args: Flags from :func:`add_train_arguments`.
@@ -210,25 +252,19 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     Raises:
         ValueError: A flag out of range, or an unknown preset.
         FileNotFoundError: MNIST is missing and may not be downloaded.
+        TrainingInterrupted: SIGTERM or SIGINT stopped training; ``last.pt`` holds it.
 
     Example:
         >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
-        >>> run_train(parser.parse_args(["--epochs", "0"]))
+        >>> run_train(parser.parse_args(["--limit", "0"]))
         Traceback (most recent call last):
         ...
-        ValueError: --epochs must be a positive integer, got 0
+        ValueError: Expected argument `limit` to be >= 1, got 0
     """
-    for name in ("epochs", "batch_size", "limit"):
-        _check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
-    root, download = _data_root(args.data_dir)
-    train_base: Any = load_mnist(root, train=True, download=download)
     if args.limit is not None:
-        train_base = Subset(train_base, range(min(args.limit, len(train_base))))
-    train_data = AugmentedDigitDataset(train_base, seed=args.seed)
-    test_data = _test_split(root, download)
-    preset_kwargs = {} if args.fusion is None else {"fusion": args.fusion}
+        check_int("limit", args.limit, minimum=1)
     torch.manual_seed(args.seed)
-    model = presets.get(preset, **preset_kwargs)
+    model = presets.get(preset, **({} if args.fusion is None else {"fusion": args.fusion}))
     trainer = Trainer(
         model,
         loss=WeightedMultiLoss(strategy=args.loss_strategy),
@@ -240,17 +276,35 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         precision=args.precision,
         output_dir=args.output_dir,
         progress=not args.no_progress,
-        config={"preset": preset, "preset_kwargs": preset_kwargs, "limit": args.limit},
+        config={"limit": args.limit},
     )
+    root, download = _data_root(args.data_dir)
+    train_base: Any = load_mnist(root, train=True, download=download)
+    if args.limit is not None:
+        train_base = Subset(train_base, range(min(args.limit, len(train_base))))
+    train_data = AugmentedDigitDataset(train_base, seed=args.seed)
+    test_data = mnist_test_split(root, download)
     trainer.fit(train_data, resume=args.resume)
     metrics = trainer.test(test_data)
     if distributed.is_main_process():  # under torchrun, rank 0 alone prints
         print("Finished Training")
-        _print_test_line(metrics, len(test_data))
+        print_test_result(metrics, len(test_data))
     return 0
 
 
-def _print_test_line(metrics: dict[str, float], n: int) -> None:
+def print_test_result(metrics: dict[str, float], n: int) -> None:
+    """Print the test line of the original tutorial and the adder's line.
+
+    Args:
+        metrics: From :meth:`Trainer.test` or :meth:`Trainer.evaluate`.
+        n: The number of test images.
+
+    Example:
+        >>> print_test_result({"digit_accuracy": 99.0, "sum_accuracy": 99.0, "adder_exact": True,
+        ...                    "adder_margin": 0.5, "sum_given_digit_accuracy": 100.0}, 10_000)
+        Accuracy of the network on the 10,000 test images: digit 99.00%, sum 99.00%
+        Adder: exact on every digit/number pair (margin 0.500); the sum is right on 100.00% ...
+    """
     print(
         f"Accuracy of the network on the {n:,} test images: "
         f"digit {metrics['digit_accuracy']:.2f}%, sum {metrics['sum_accuracy']:.2f}%"
@@ -263,49 +317,19 @@ def _print_test_line(metrics: dict[str, float], n: int) -> None:
     )
 
 
-def model_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiTaskNet:
-    """Rebuild the preset a checkpoint was trained from and load its weights.
-
-    Args:
-        path: A checkpoint written by the Trainer with ``config={"preset": ...}``.
-        device: Where to put the model.
-
-    Returns:
-        The model, with the checkpoint's weights.
-
-    Example:
-        >>> model_from_checkpoint(Path("missing.pt"))
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: Checkpoint not found: missing.pt
-
-    Raises:
-        FileNotFoundError: No file at ``path``.
-        CheckpointError: Unreadable, untrusted, or not matching its preset's layers.
-    """
-    state = load_checkpoint(path)
-    config = state.get("config", {})
-    name = config.get("preset")
-    if not isinstance(name, str):
-        raise CheckpointError(f"{path} does not say which preset it was trained from")
-    model = presets.get(name, **config.get("preset_kwargs", {}))
-    load_model_state(model, state["model"], source=path)
-    return model.to(device)
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    model = model_from_checkpoint(args.checkpoint)
+    model = presets.from_checkpoint(args.checkpoint)
     root, download = _data_root(args.data_dir)
-    test_data = _test_split(root, download)
+    test_data = mnist_test_split(root, download)
     trainer = Trainer(model, device=args.device, progress=False)
-    _print_test_line(trainer.evaluate(test_data), len(test_data))
+    print_test_result(trainer.evaluate(test_data), len(test_data))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
-    model = model_from_checkpoint(args.checkpoint)
+    model = presets.from_checkpoint(args.checkpoint)
     if not args.image.is_file():
         raise FileNotFoundError(f"Image not found: {args.image}")
     try:
@@ -374,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         print(f"multitask-mnist {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except TrainingInterrupted as stopped:
+        if distributed.is_main_process():
+            print(f"multitask-mnist {args.command}: {stopped}", file=sys.stderr)
+        return 128 + stopped.signal_number
     except KeyboardInterrupt:
         print(f"multitask-mnist {args.command}: interrupted", file=sys.stderr)
         return 130

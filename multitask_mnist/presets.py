@@ -8,18 +8,29 @@ raises instead of being silently applied.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import torch
 from torch import nn
 
-from multitask_mnist.models import Conv, ConvTrunk, Fusion, LayerSpec, MaxPool, MultiTaskNet
+from multitask_mnist.models import (
+    Conv,
+    ConvTrunk,
+    Fusion,
+    LayerSpec,
+    MaxPool,
+    MultiTaskNet,
+    PresetRecord,
+)
 from multitask_mnist.models import ScalarFusionHead as _Head
 
 __all__ = [
     "MNIST_SUM_BN_LAYERS",
     "MNIST_SUM_LAYERS",
     "describe",
+    "from_checkpoint",
     "get",
     "mnist_sum",
     "mnist_sum_bn",
@@ -55,7 +66,10 @@ def register(name: str) -> Callable[[Builder], Builder]:
         name: The preset's name, as :func:`get` and the command line's ``--preset`` take it.
 
     Returns:
-        A decorator that registers the builder and returns it unchanged.
+        A decorator that registers the builder and returns it, wrapped so that every
+        network it builds records its preset (``net.preset``: the name and the keyword
+        arguments, when they are plain values), which checkpoints keep so that
+        :func:`from_checkpoint` can build it again.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -75,8 +89,16 @@ def register(name: str) -> Callable[[Builder], Builder]:
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"A preset named {name!r} is already registered")
-        _REGISTRY[name] = builder
-        return builder
+
+        @functools.wraps(builder)
+        def build(**kwargs: Any) -> MultiTaskNet:
+            net = builder(**kwargs)
+            if all(_is_plain(value) for value in kwargs.values()):
+                net.preset = PresetRecord(name=name, kwargs=dict(kwargs))
+            return net
+
+        _REGISTRY[name] = build
+        return cast(Builder, build)
 
     return decorator
 
@@ -135,6 +157,58 @@ def get(name: str, **overrides: Any) -> MultiTaskNet:
         'expectation'
     """
     return _lookup(name)(**overrides)
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` survives a weights-only checkpoint: plain data, no classes."""
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def from_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> MultiTaskNet:
+    """Build the preset a checkpoint was trained from and load its weights.
+
+    Args:
+        path: A checkpoint written by the Trainer from a network a preset built.
+        map_location: Where to put the weights.
+
+    Returns:
+        The network in eval mode, with the checkpoint's weights.
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        CheckpointError: Unreadable, untrusted, of an unknown format, silent about its
+            preset, or not matching its preset's layers.
+
+    Example:
+        >>> from_checkpoint("missing.pt")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Checkpoint not found: missing.pt
+    """
+    from multitask_mnist.training.checkpoint import (
+        CheckpointError,
+        load_checkpoint,
+        load_model_state,
+    )
+
+    state = load_checkpoint(path, map_location=map_location)
+    record = state.get("preset")
+    if record is None and state["format"] == 1:  # format 1 kept it in the config
+        config = state.get("config", {})
+        record = {"name": config.get("preset"), "kwargs": config.get("preset_kwargs", {})}
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise CheckpointError(
+            f"{path} does not say which preset built its network (a network built by hand, "
+            "or from a preset with non-plain arguments); build it yourself and load "
+            "state['model'] with load_model_state"
+        )
+    model = get(record["name"], **record.get("kwargs", {}))
+    load_model_state(model, state["model"], source=path)
+    return model.to(map_location).eval()
 
 
 def _lookup(name: str) -> Callable[..., MultiTaskNet]:

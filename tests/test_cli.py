@@ -123,7 +123,8 @@ def test_presets_lists_the_documented_network() -> None:
         (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value: 'many'"),
         (["train", "--fusion", "sum"], 2, "argument --fusion: invalid choice: 'sum'"),
         (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
-        (["train", "--epochs", "0"], 1, "--epochs must be a positive integer, got 0"),
+        (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
+        (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),
         (["train", "--preset", "vgg"], 1, "Unknown preset 'vgg'; known presets: mnist_sum"),
         (["evaluate", "--checkpoint", "missing.pt"], 1, "Checkpoint not found: missing.pt"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
@@ -280,3 +281,24 @@ def test_diverging_run_stops_with_one_line(small_mnist: Path, tmp_path: Path) ->
         r"step \d+; try a lower learning rate \(lr=1e\+09\) or grad_clip\n",
         result.stderr,
     ), result.stderr
+
+
+def test_train_flags_default_to_the_trainers_defaults() -> None:
+    from multitask_mnist.cli import build_parser
+    from multitask_mnist.training import Trainer
+
+    args = build_parser().parse_args(["train"])
+    defaults = Trainer.get_default_config()
+    for flag in ("epochs", "batch_size", "lr", "seed", "precision", "device"):
+        assert getattr(args, flag) == defaults[flag], flag
+
+
+def test_no_hand_packed_lines_are_left_behind_fmt_skip() -> None:
+    pragma = "fmt: " + "skip"
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("multitask_mnist", "tests", "examples", "benchmarks", "docs")
+        for path in (ROOT / folder).rglob("*.py")
+        if pragma in path.read_text()
+    ]
+    assert offenders == []

@@ -56,3 +56,34 @@ def test_custom_dataset_example_on_an_empty_folder(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: No PNG files under {tmp_path}/<0-9>/"
+
+
+def test_the_documented_example_trains_tests_and_resumes(tmp_path: Path) -> None:
+    from tests.conftest import write_fake_mnist
+
+    data = write_fake_mnist(tmp_path / "data", n_train=200, n_test=50)
+    command = [
+        sys.executable,
+        str(ROOT / "examples" / "train_mnist_sum.py"),
+        "--data-dir",
+        str(data),
+        "--limit",
+        "100",
+        "--batch-size",
+        "50",
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
+    env = {"CI": "true", "PATH": ""}
+    first = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("Epoch: 1, loss: ") and lines[-3] == "Finished Training"
+    assert lines[-2].startswith("Accuracy of the network on the 50 test images: digit ")
+    second = subprocess.run(
+        [*command, "--epochs", "2", "--resume"], capture_output=True, text=True, env=env
+    )
+    assert second.returncode == 0, second.stderr
+    assert [line[:8] for line in second.stdout.splitlines() if line.startswith("Epoch")] == [
+        "Epoch: 2"
+    ]

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from multitask_mnist import presets
@@ -118,3 +120,48 @@ def test_unknown_override_is_a_type_error() -> None:
         TypeError, match=r"^mnist_sum\(\) got unexpected keyword argument\(s\): depth$"
     ):
         presets.mnist_sum(depth=3)
+
+
+def test_from_checkpoint_rebuilds_the_preset_with_its_arguments(tmp_path: Path) -> None:
+    from multitask_mnist import AugmentedDigitDataset
+    from multitask_mnist.training import Trainer
+    from tests.conftest import SyntheticDigits
+
+    torch.manual_seed(0)
+    trainer = Trainer(
+        presets.mnist_sum(fusion="straight_through"),
+        epochs=1,
+        device="cpu",
+        progress=False,
+        output_dir=tmp_path,
+    )
+    trainer.fit(AugmentedDigitDataset(SyntheticDigits(64)))
+    model = presets.from_checkpoint(tmp_path / "last.pt")
+    assert model.head.fusion == "straight_through" and not model.training
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_from_checkpoint_reads_a_format_1_checkpoint(tmp_path: Path) -> None:
+    net = presets.mnist_sum(fusion="expectation")
+    state = {
+        "format": 1,
+        "model": net.state_dict(),
+        "config": {"preset": "mnist_sum", "preset_kwargs": {"fusion": "expectation"}},
+    }
+    torch.save(state, tmp_path / "old.pt")
+    assert presets.from_checkpoint(tmp_path / "old.pt").head.fusion == "expectation"
+
+
+def test_from_checkpoint_of_a_hand_built_network(tmp_path: Path) -> None:
+    from multitask_mnist.training import CheckpointError
+
+    net = presets.mnist_sum()
+    torch.save({"format": 2, "model": net.state_dict(), "preset": None}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=r"does not say which preset built its network"):
+        presets.from_checkpoint(tmp_path / "x.pt")
+
+
+def test_a_preset_with_non_plain_arguments_records_nothing() -> None:
+    assert presets.mnist_sum().preset == {"name": "mnist_sum", "kwargs": {}}
+    assert presets.mnist_sum(act_layer=torch.nn.GELU).preset is None

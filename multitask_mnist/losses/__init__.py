@@ -9,11 +9,21 @@ from multitask_mnist.losses.functional import (
     weighted_multi_loss,
 )
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
+from multitask_mnist.losses.weighting import (
+    DynamicWeightAverage,
+    FixedWeighting,
+    LossWeighting,
+    UncertaintyWeighting,
+)
 
 __all__ = [
     "STRATEGIES",
     "TASKS",
+    "DynamicWeightAverage",
+    "FixedWeighting",
+    "LossWeighting",
     "MultiLossOutput",
+    "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",
     "task_losses",

@@ -1,7 +1,7 @@
 """Model pieces: the convolutional trunk, the fusion head, and the network joining them."""
 
 from multitask_mnist.models.head import FUSION_MODES, AdderCertificate, Fusion, ScalarFusionHead
-from multitask_mnist.models.net import MultiTaskNet, MultiTaskOutput
+from multitask_mnist.models.net import MultiTaskNet, MultiTaskOutput, PresetRecord
 from multitask_mnist.models.trunk import Conv, ConvTrunk, LayerSpec, MaxPool
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "MaxPool",
     "MultiTaskNet",
     "MultiTaskOutput",
+    "PresetRecord",
     "ScalarFusionHead",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +10,24 @@ from torch import Tensor, nn
 from multitask_mnist.models.head import ScalarFusionHead
 from multitask_mnist.models.trunk import ConvTrunk
 
-__all__ = ["MultiTaskNet", "MultiTaskOutput"]
+__all__ = ["MultiTaskNet", "MultiTaskOutput", "PresetRecord"]
+
+
+class PresetRecord(TypedDict):
+    """Which preset built a model, so it can be built again from a checkpoint.
+
+    Attributes:
+        name: The registered preset name.
+        kwargs: The builder's keyword arguments, plain values only.
+
+    Example:
+        >>> from multitask_mnist import presets
+        >>> presets.mnist_sum(fusion="expectation").preset
+        {'name': 'mnist_sum', 'kwargs': {'fusion': 'expectation'}}
+    """
+
+    name: str
+    kwargs: dict[str, Any]
 
 
 class MultiTaskOutput(NamedTuple):
@@ -72,6 +89,8 @@ class MultiTaskNet(nn.Module):
             )
         self.trunk = trunk
         self.head = head
+        #: Set by the preset builders; ``None`` for a network built by hand.
+        self.preset: PresetRecord | None = None
 
     def forward(
         self, image: Tensor, number: Tensor, digit: Tensor | None = None

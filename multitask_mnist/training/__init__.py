@@ -1,10 +1,29 @@
-"""Training: the Trainer, its callbacks, metrics and checkpoints."""
+"""Training: the Trainer and what surrounds its loop, one job per module.
+
+``trainer`` the loop; ``task`` the model and loss as one module; ``callbacks`` the
+events and the default callbacks (checkpoints, run files, log lines, progress,
+early stopping); ``optim`` optimizer and schedule factories; ``checkpoint`` the
+saved state and its files; ``distributed`` torchrun and DDP; ``preemption`` signals;
+``run_lock`` one run per output folder; ``metrics`` and ``history`` what a run records.
+"""
 
 from multitask_mnist.training import distributed
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
-from multitask_mnist.training.callbacks import Callback, EarlyStopping
+from multitask_mnist.training.callbacks import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    Callback,
+    EarlyStopping,
+    EpochLog,
+    ModelCheckpoint,
+    ProgressBar,
+    RunFiles,
+    default_callbacks,
+)
 from multitask_mnist.training.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
+    TrainingState,
     load_checkpoint,
     load_model_state,
     prepare_output_dir,
@@ -13,29 +32,48 @@ from multitask_mnist.training.checkpoint import (
 )
 from multitask_mnist.training.history import History
 from multitask_mnist.training.metrics import METRIC_NAMES
-from multitask_mnist.training.trainer import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    NonFiniteLossError,
-    Prediction,
-    Trainer,
+from multitask_mnist.training.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
 )
+from multitask_mnist.training.preemption import TrainingInterrupted
+from multitask_mnist.training.run_lock import OutputDirLockedError
+from multitask_mnist.training.task import TrainingTask
+from multitask_mnist.training.trainer import NonFiniteLossError, Prediction, Trainer
 
 __all__ = [
     "BEST_CHECKPOINT",
+    "CHECKPOINT_FORMAT",
     "LAST_CHECKPOINT",
     "METRIC_NAMES",
+    "OPTIMIZERS",
     "PRECISIONS",
+    "SCHEDULERS",
     "Callback",
     "CheckpointError",
     "EarlyStopping",
+    "EpochLog",
     "History",
+    "ModelCheckpoint",
     "NonFiniteLossError",
+    "OutputDirLockedError",
     "Prediction",
+    "ProgressBar",
+    "RunFiles",
     "Trainer",
+    "TrainingInterrupted",
+    "TrainingState",
+    "TrainingTask",
+    "create_optimizer",
+    "create_scheduler",
+    "default_callbacks",
     "distributed",
     "load_checkpoint",
     "load_model_state",
+    "param_groups",
     "prepare_output_dir",
     "save_checkpoint",
     "seed_everything",

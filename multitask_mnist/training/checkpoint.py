@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, read with ``weights_only=True`` only."""
+"""Checkpoints: the typed state a run saves, written atomically, read with
+``weights_only=True`` only, its format version checked on every load."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.models.net import PresetRecord
+
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "CheckpointError",
+    "PresetRecord",
+    "TrainingState",
     "load_checkpoint",
     "load_model_state",
     "prepare_output_dir",
@@ -24,6 +30,39 @@ __all__ = [
 ]
 
 _TMP_SUFFIX = ".tmp"
+
+#: The format this version writes. Format 1 (no callbacks, no mid-epoch position)
+#: still loads for its weights and preset; only format 2 can be resumed from.
+CHECKPOINT_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
+
+
+class TrainingState(TypedDict):
+    """Everything a checkpoint holds: plain data and tensors only.
+
+    The model, the optimizer and the rest are saved as their own ``state_dict()``;
+    ``epoch`` and ``step`` say where the run stands: ``step`` batches into the epoch
+    after ``epoch`` (0 at an epoch's end, more when a signal stopped the run).
+
+    Example:
+        >>> sorted(TrainingState.__required_keys__)[:4]
+        ['callbacks', 'config', 'epoch', 'epoch_state']
+    """
+
+    format: int  # CHECKPOINT_FORMAT of the writer
+    epoch: int  # epochs completed
+    step: int  # batches of the next epoch already trained
+    model: dict[str, Any]  # MultiTaskNet.state_dict()
+    loss: dict[str, Any]  # WeightedMultiLoss.state_dict(), learned and running state
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]  # every global RNG the run draws from
+    callbacks: dict[str, dict[str, Any]]  # each callback's state_dict(), by name
+    history: list[dict[str, float]]  # History.epochs
+    epoch_state: dict[str, Any]  # the epoch in progress: its metric totals so far
+    train_time_s: float
+    config: dict[str, Any]  # the Trainer's configuration, for the record
+    preset: PresetRecord | None  # how to rebuild the model, if a preset built it
 
 
 class CheckpointError(RuntimeError):
@@ -71,7 +110,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     _write_atomic(path, lambda f: f.write(text.encode()))
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def save_checkpoint(state: TrainingState | dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``path`` atomically.
 
     The state goes to a temporary file in the same folder, is flushed to disk,
@@ -91,7 +130,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     Example:
         >>> import tempfile, torch
         >>> folder = tempfile.mkdtemp()
-        >>> path = save_checkpoint({"model": {"w": torch.ones(2)}}, f"{folder}/last.pt")
+        >>> state = {"format": CHECKPOINT_FORMAT, "model": {"w": torch.ones(2)}}
+        >>> path = save_checkpoint(state, f"{folder}/last.pt")
         >>> load_checkpoint(path)["model"]["w"]
         tensor([1., 1.])
     """
@@ -198,8 +238,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: No file at ``path``.
-        CheckpointError: The file is not a checkpoint, or carries objects that
-            ``weights_only`` loading refuses.
+        CheckpointError: The file is not a checkpoint, carries objects that
+            ``weights_only`` loading refuses, or has a format this version does not read.
 
     Example:
         >>> load_checkpoint("no/such/file.pt")
@@ -225,4 +265,15 @@ def load_checkpoint(
         raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a multitask_mnist checkpoint (no 'model' entry)")
+    version = state.get("format")
+    if version is None:
+        raise CheckpointError(
+            f"{path} is not a multitask_mnist checkpoint (no 'format' entry; the Trainer "
+            "writes one in every checkpoint)"
+        )
+    if version not in _READABLE_FORMATS:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}; this version of multitask_mnist reads "
+            f"formats {', '.join(map(str, _READABLE_FORMATS))} (was it written by a newer one?)"
+        )
     return state

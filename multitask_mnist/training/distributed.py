@@ -15,7 +15,16 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["barrier", "cleanup", "is_main_process", "rank", "setup", "world_size"]
+__all__ = [
+    "all_gather_object",
+    "barrier",
+    "cleanup",
+    "is_main_process",
+    "rank",
+    "setup",
+    "world_size",
+    "wrap",
+]
 
 
 def _launched() -> bool:
@@ -44,6 +53,27 @@ def setup(device: torch.device) -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Wrap ``module`` in DistributedDataParallel under torchrun; return it as is otherwise.
+
+    Args:
+        module: What trains, e.g. a :class:`~multitask_mnist.training.TrainingTask`.
+        device: The device :func:`setup` returned.
+
+    Returns:
+        The module to run training steps through; DDP averages every gradient of it.
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> wrap(layer, torch.device("cpu")) is layer
+        True
+    """
+    if world_size() == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
 def is_initialized() -> bool:
@@ -101,6 +131,26 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
+
+
+def all_gather_object(obj: object) -> list[object]:
+    """Every process's ``obj``, in rank order (``[obj]`` on one process).
+
+    Args:
+        obj: Any picklable object; it travels between this run's own processes only.
+
+    Returns:
+        One object per process.
+
+    Example:
+        >>> all_gather_object({"step": 3})
+        [{'step': 3}]
+    """
+    if not is_initialized():
+        return [obj]
+    gathered: list[object] = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def barrier() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -54,6 +56,14 @@ class MetricAccumulator:
     def __init__(self, device: torch.device) -> None:
         self.totals = torch.zeros(7, dtype=torch.float64, device=device)
         self.count = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far, to resume an epoch mid-way."""
+        return {"totals": self.totals.clone(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.totals.copy_(state["totals"])
+        self.count = int(state["count"])
 
     def update(self, output: MultiTaskOutput, batch: DigitSample, loss: MultiLossOutput) -> None:
         self.totals += batch_statistics(output, batch, loss)

@@ -1,80 +1,73 @@
-"""The Trainer: fits any MultiTaskNet on any dataset of DigitSamples.
+"""The Trainer: the loop of fit, evaluate, predict and test, and nothing around it.
 
-It knows nothing about MNIST. It shuffles with a generator seeded from the run's
-seed and the epoch, so an interrupted run resumed from its checkpoint replays
-exactly what an uninterrupted run would have done.
+Around the loop, each job has its own module: callbacks write checkpoints, run
+files, log lines and the progress bar (:mod:`multitask_mnist.training.callbacks`);
+:mod:`~multitask_mnist.training.optim` builds optimizers and schedules;
+:mod:`~multitask_mnist.training.checkpoint` defines the saved state;
+:mod:`~multitask_mnist.training.distributed` joins torchrun's processes;
+:mod:`~multitask_mnist.training.preemption` catches signals and
+:mod:`~multitask_mnist.training.run_lock` guards the output folder.
+
+The Trainer shuffles with a generator seeded from the run's seed and the epoch, so
+a run resumed from its checkpoint, at an epoch's end or mid-epoch, replays exactly
+what an uninterrupted run would have done.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import inspect
 import logging
 import math
 import os
-import sys
+import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
 
 from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.training import _runtime, distributed
-from multitask_mnist.training.callbacks import Callback
+from multitask_mnist.training.callbacks import LAST_CHECKPOINT, Callback, default_callbacks
 from multitask_mnist.training.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
+    TrainingState,
     load_checkpoint,
     load_model_state,
     prepare_output_dir,
-    save_checkpoint,
-    write_text_atomic,
 )
 from multitask_mnist.training.history import History
 from multitask_mnist.training.metrics import MetricAccumulator
+from multitask_mnist.training.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    OptimizerFactory,
+    SchedulerFactory,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
+)
+from multitask_mnist.training.preemption import SignalCatcher, TrainingInterrupted, catch_signals
+from multitask_mnist.training.run_lock import OutputDirLockedError, RunLock
+from multitask_mnist.training.task import TrainingTask
 
 __all__ = ["NonFiniteLossError", "Prediction", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
-OptimizerFactory = Callable[[list[dict[str, Any]]], Optimizer]
-SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
-
-#: Optimizers that ``optimizer=`` accepts by name.
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-}
-#: Learning-rate schedules that ``scheduler=`` accepts by name; each steps once per batch.
-SCHEDULERS = ("onecycle", "cosine", "constant")
-
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-_CHECKPOINT_FORMAT = 1
-_RESUME_KEYS = (
-    "model",
-    "loss",
-    "optimizer",
-    "scheduler",
-    "epoch",
-    "config",
-    "rng",
-    "history",
-    "best",
-    "train_time_s",
-)
-# How often (in steps) the hot loop looks at its non-finite-loss flag: one sync per this many.
-_FINITE_CHECK_EVERY = 16
+# How often (in steps) the hot loop looks at its non-finite-loss flag and, under
+# torchrun, agrees on a received signal: one sync per this many steps.
+_CHECK_EVERY = 16
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,28 +114,70 @@ def _set_epoch(data: Any, epoch: int) -> None:
         data = getattr(data, "dataset", None)
 
 
-def _progress_enabled(progress: bool) -> bool:
-    """A progress bar only when asked for, on a terminal, not under ``CI=true``, on rank 0."""
-    return (
-        progress
-        and sys.stderr.isatty()
-        and os.environ.get("CI") != "true"
-        and distributed.is_main_process()
-    )
-
-
-def _log(message: str, *args: object) -> None:
-    """Log at INFO from rank 0 only, so each line appears once under torchrun."""
-    if distributed.is_main_process():
-        logger.info(message, *args)
-
-
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
+def _resolve_callbacks(
+    given: Sequence[Callback | tuple[str, Callback | None]], progress: bool
+) -> dict[str, Callback]:
+    """The defaults, with same-named ones replaced or removed, and the rest inserted
+    before the defaults that save (so their state is in each epoch's checkpoint)."""
+    defaults: dict[str, Callback | None] = {c.name: c for c in default_callbacks()}
+    if not progress:
+        defaults["progress_bar"] = None
+    extra: dict[str, Callback] = {}
+    for item in given:
+        name, callback = item if isinstance(item, tuple) else (item.name, item)
+        if callback is not None and not isinstance(callback, Callback):
+            raise TypeError(
+                f"Expected each callback to be a Callback or a (name, Callback | None) pair, "
+                f"got {callback!r}"
+            )
+        if name in defaults:
+            defaults[name] = callback
+        elif callback is None:
+            raise ValueError(
+                f"Cannot remove callback {name!r}: the default callbacks are "
+                f"{', '.join(map(repr, defaults))}"
+            )
+        elif name in extra:
+            raise ValueError(f"Two callbacks are named {name!r}; give one another name")
+        else:
+            extra[name] = callback
+    names = list(defaults)
+    cut = names.index("model_checkpoint")
+    ordered = [*names[:cut], *extra, *names[cut:]]
+    merged = {**defaults, **extra}
+    return {name: cb for name in ordered if (cb := merged[name]) is not None}
+
+
+class _EpochState(NamedTuple):
+    """The epoch in progress: where it started and what it has summed so far."""
+
+    metrics: dict[str, float]  # epoch, lr and task weights, as the epoch began
+    totals: MetricAccumulator
+    elapsed_s: float  # training time in this epoch before this process's part of it
+    # Each process's own sums (metric totals, the loss's running state), gathered when a
+    # signal stopped the run; None until then.
+    per_rank: list[Any] | None = None
+
+
 class Trainer:
     """Trains, evaluates and checkpoints a :class:`~multitask_mnist.models.MultiTaskNet`.
+
+    The model and the loss train as one module
+    (:class:`~multitask_mnist.training.TrainingTask`). Everything the loop does
+    not own is a callback: :func:`~multitask_mnist.training.default_callbacks`
+    names them (``progress_bar``, ``epoch_log``, ``model_checkpoint``,
+    ``run_files``). Pass a callback with the same name to replace one, the pair
+    ``(name, None)`` to remove one; other callbacks run after the reporting ones
+    and before the saving ones.
+
+    SIGTERM or SIGINT during :meth:`fit` finishes the current batch, writes a
+    mid-epoch ``last.pt`` (through ``model_checkpoint``) and raises
+    :class:`~multitask_mnist.training.TrainingInterrupted`; ``fit(resume=True)``
+    continues from that very batch.
 
     Args:
         model: The network; moved to ``device``.
@@ -151,9 +186,7 @@ class Trainer:
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable that builds an
             optimizer from a list of parameter groups (dicts with ``params`` and ``lr``).
         lr: Peak learning rate.
-        head_lr_scale: The fusion head's learning rate as a multiple of ``lr``. Its few
-            weights must travel far from their initialization to add exactly; at the
-            trunk's rate they lag the digit by epochs.
+        head_lr_scale: The fusion head's learning rate as a multiple of ``lr``.
         weight_decay: Weight decay of a named optimizer.
         epochs: Epochs to train.
         batch_size: Training batch size.
@@ -169,15 +202,14 @@ class Trainer:
         channels_last: Keep images and convolution weights in channels-last memory
             order; ``None`` means on for CPU and CUDA, where it measured faster.
         grad_clip: Clip the gradient norm to this value; ``None`` for no clipping.
-        output_dir: Where checkpoints, ``metrics.json``, ``history.csv`` and plots go;
-            ``None`` writes nothing.
-        callbacks: Receive the events of :class:`~multitask_mnist.training.Callback`.
-        progress: Show a progress bar per epoch when stderr is a terminal and
-            ``CI`` is not ``true``.
+        output_dir: Where the callbacks write checkpoints, ``metrics.json``,
+            ``history.csv`` and plots; ``None`` writes nothing. One run at a time:
+            a second Trainer in another process cannot use a folder in use.
+        callbacks: Callbacks, or ``(name, callback)`` pairs; see above.
+        progress: ``False`` removes the ``progress_bar`` callback.
         num_workers: Loader processes for datasets without a batched ``get_batch``;
             with 0, such datasets are read in this process.
-        config: Extra plain values stored in every checkpoint (e.g. the preset's
-            name, so the command line can rebuild the model).
+        config: Extra plain values stored in every checkpoint and ``metrics.json``.
 
     Raises:
         TypeError: An argument of the wrong type.
@@ -186,8 +218,8 @@ class Trainer:
     Example:
         >>> from multitask_mnist import presets
         >>> trainer = Trainer(presets.mnist_sum(), epochs=1, device="cpu", progress=False)
-        >>> trainer.epochs, trainer.device.type
-        (1, 'cpu')
+        >>> trainer.epochs, trainer.device.type, list(trainer.callbacks)
+        (1, 'cpu', ['epoch_log', 'model_checkpoint', 'run_files'])
     """
 
     def __init__(
@@ -209,7 +241,7 @@ class Trainer:
         channels_last: bool | None = None,
         grad_clip: float | None = None,
         output_dir: str | os.PathLike[str] | None = None,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback | tuple[str, Callback | None]] = (),
         progress: bool = True,
         num_workers: int = 0,
         config: Mapping[str, Any] | None = None,
@@ -229,32 +261,61 @@ class Trainer:
         self.seed = check_int("seed", seed)
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.grad_clip = None if grad_clip is None else check_number("grad_clip", grad_clip)
-        self.device = distributed.setup(_runtime.resolve_device(device))
         self.precision = check_choice("precision", precision, _runtime.PRECISIONS)
+        self.device = distributed.setup(_runtime.resolve_device(device))
         self.autocast_dtype = _runtime.resolve_precision(precision, self.device)
         if channels_last is None:
             channels_last = self.device.type in ("cpu", "cuda")
         self.channels_last = channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
-        # Under torchrun, training steps run through DDP, which averages the gradients.
-        self._train_model: nn.Module = self.model
-        if distributed.world_size() > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.loss = (loss if loss is not None else WeightedMultiLoss()).to(self.device)
+        task = TrainingTask(model, loss if loss is not None else WeightedMultiLoss())
+        self.task: TrainingTask = task.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
+        # Under torchrun, training steps run through DDP, which averages every gradient.
+        self._train_task: nn.Module = distributed.wrap(self.task, self.device)
         self.optimizer_spec = optimizer
         self.scheduler_spec = scheduler
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.callbacks = list(callbacks)
-        self.progress = progress
+        self.callbacks = _resolve_callbacks(callbacks, progress)
         self.extra_config = dict(config or {})
         self.history = History()
         self.optimizer: Optimizer | None = None
         self.scheduler: LRScheduler | None = None
+        #: Epochs completed, and batches of the next epoch trained.
+        self.epoch, self.step = 0, 0
+        self.steps_per_epoch = 0
+        self.train_time = 0.0
+        self._epoch_state: _EpochState | None = None
         self._stop_reason: str | None = None
+        self._lock: RunLock | None = None
+        self._claim_output_dir()  # a folder in use stops the run now, not after data loading
 
-    # -- configuration ----------------------------------------------------------------
+    @classmethod
+    def get_default_config(cls) -> dict[str, Any]:
+        """The default of every keyword argument, read from the signature: the one place
+        the defaults live, which the command line and the examples read.
+
+        Returns:
+            ``{name: default}`` for every keyword argument.
+
+        Example:
+            >>> defaults = Trainer.get_default_config()
+            >>> defaults["epochs"], defaults["lr"], defaults["precision"]
+            (10, 0.003, 'auto')
+        """
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+    # -- the model and its loss ---------------------------------------------------------
+
+    @property
+    def model(self) -> MultiTaskNet:
+        """The network being trained (not wrapped in DDP)."""
+        return self.task.model
+
+    @property
+    def loss(self) -> WeightedMultiLoss:
+        """The loss and its weighting strategy."""
+        return self.task.loss
 
     @property
     def config(self) -> dict[str, Any]:
@@ -263,6 +324,8 @@ class Trainer:
         def name(spec: object) -> str:
             return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
 
+        autocast = self.autocast_dtype
+        preset = self.model.preset
         return {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -274,45 +337,14 @@ class Trainer:
             "seed": self.seed,
             "device": str(self.device),
             "precision": self.precision,
-            "autocast": str(self.autocast_dtype).removeprefix("torch.")
-            if self.autocast_dtype
-            else "float32",
+            "autocast": str(autocast).removeprefix("torch.") if autocast else "float32",
             "channels_last": self.channels_last,
             "grad_clip": self.grad_clip,
             "loss_weights": dict(self.loss.weights),
             "loss_strategy": self.loss.strategy,
+            "preset": preset["name"] if preset is not None else None,
             **self.extra_config,
         }
-
-    def _param_groups(self) -> list[dict[str, Any]]:
-        """Trainable parameters in groups: trunk and loss at ``lr``, head at its own rate."""
-        head = [p for p in self.model.head.parameters() if p.requires_grad]
-        ids = {id(p) for p in head}
-        rest = [p for p in [*self.model.parameters(), *self.loss.parameters()] if p.requires_grad]
-        groups = [
-            {"params": [p for p in rest if id(p) not in ids], "lr": self.lr},
-            {"params": head, "lr": self.lr * self.head_lr_scale},
-        ]
-        return [g for g in groups if g["params"]]
-
-    def _build_optimizer(self) -> Optimizer:
-        groups = self._param_groups()
-        if callable(self.optimizer_spec):
-            return self.optimizer_spec(groups)
-        return OPTIMIZERS[self.optimizer_spec](groups, lr=self.lr, weight_decay=self.weight_decay)
-
-    def _build_scheduler(self, optimizer: Optimizer, total_steps: int) -> LRScheduler:
-        spec = self.scheduler_spec
-        if callable(spec):
-            return spec(optimizer, total_steps)
-        if spec == "onecycle":
-            peaks = [group["lr"] for group in optimizer.param_groups]
-            return torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=peaks, total_steps=max(total_steps, 1)
-            )
-        if spec == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
     # -- batches ------------------------------------------------------------------------
 
@@ -340,6 +372,18 @@ class Trainer:
     def _image(self, image: Tensor) -> Tensor:
         return image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
 
+    def _epoch_order(self, data: Dataset[Any], epoch: int) -> Tensor:
+        """This process's sample order for ``epoch``: a seeded shuffle, sharded under torchrun."""
+        world = distributed.world_size()
+        if world == 1:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+            return torch.randperm(len(data), generator=generator)  # type: ignore[arg-type]
+        sampler: DistributedSampler[int] = DistributedSampler(
+            data, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=self.seed
+        )
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler), dtype=torch.long)
+
     # -- training -------------------------------------------------------------------------
 
     @property
@@ -350,6 +394,10 @@ class Trainer:
     def stop(self, reason: str) -> None:
         """Ask :meth:`fit` to stop after the current epoch (callbacks call this)."""
         self._stop_reason = reason
+
+    def _fire(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks.values():
+            getattr(callback, event)(self, *args)
 
     def fit(
         self,
@@ -365,8 +413,9 @@ class Trainer:
                 ``set_epoch`` is called on it (or on the dataset a Subset wraps) before
                 each epoch.
             val_data: Evaluated after each epoch; its metrics are logged as ``val_*``.
-            resume: Continue from ``output_dir/last.pt`` if it exists, restoring
-                model, optimizer, schedule, loss state, RNG states and history, so the
+            resume: Continue from ``output_dir/last.pt`` if it exists, restoring the
+                model, loss, optimizer, schedule, RNG states, history, callbacks and,
+                for a run stopped by a signal, the position inside the epoch, so the
                 run ends exactly as an uninterrupted one would. Without a checkpoint
                 the run starts afresh.
 
@@ -377,161 +426,194 @@ class Trainer:
             ValueError: ``resume`` without ``output_dir``, or an empty ``train_data``.
             NonFiniteLossError: The loss became NaN or infinite.
             CheckpointError: A checkpoint could not be written or read.
+            OutputDirLockedError: Another live run uses ``output_dir``.
+            TrainingInterrupted: SIGTERM or SIGINT arrived; ``last.pt`` holds the run.
         """
         if resume and self.output_dir is None:
             raise ValueError("`resume=True` needs `output_dir`, where the checkpoints are")
-        n = len(train_data)  # type: ignore[arg-type]
-        if n == 0:
+        if len(train_data) == 0:  # type: ignore[arg-type]
             raise ValueError("Expected `train_data` to hold at least one sample, got 0")
-        if self._write_dir is not None:
-            prepare_output_dir(self._write_dir)
-        distributed.barrier()
-        steps_per_epoch = math.ceil(math.ceil(n / distributed.world_size()) / self.batch_size)
+        self._claim_output_dir()
+        self.steps_per_epoch = math.ceil(len(self._epoch_order(train_data, 1)) / self.batch_size)
         _runtime.seed_everything(self.seed)
-        optimizer = self._build_optimizer()
-        scheduler = self._build_scheduler(optimizer, steps_per_epoch * self.epochs)
-        self.history, self._stop_reason, self._train_time = History(), None, 0.0
-        self._best: dict[str, Any] = {}
-        start = 0
+        groups = param_groups(
+            self.task, lr=self.lr, fast=self.model.head, fast_lr_scale=self.head_lr_scale
+        )
+        self.optimizer = create_optimizer(
+            groups, self.optimizer_spec, lr=self.lr, weight_decay=self.weight_decay
+        )
+        self.scheduler = self._new_schedule(self.epochs)
+        self.history, self._stop_reason, self.train_time = History(), None, 0.0
+        self.epoch, self.step, self._epoch_state = 0, 0, None
         if resume and self.output_dir is not None:
-            start, scheduler = self._restore(self.output_dir, optimizer, scheduler, steps_per_epoch)
-        self.optimizer, self.scheduler = optimizer, scheduler
-        for callback in self.callbacks:
-            callback.on_fit_start(self)
-        for epoch in range(start + 1, self.epochs + 1):
-            tic = time.perf_counter()
-            for callback in self.callbacks:
-                callback.on_epoch_start(self, epoch)
-            metrics: dict[str, float] = {
-                "epoch": epoch,
-                "lr": float(scheduler.get_last_lr()[0]),
-                **{f"weight_{task}": w for task, w in self.loss.task_weights().items()},
-            }
-            train_metrics = self._train_epoch(
-                train_data, epoch, steps_per_epoch, optimizer, scheduler
-            )
-            self.loss.end_epoch()
-            metrics |= _prefixed("train_", train_metrics) | self.adder_metrics()
-            if val_data is not None:
-                metrics |= _prefixed("val_", self._evaluate(val_data)[0])
-            metrics["time_s"] = time.perf_counter() - tic
-            self._train_time += metrics["time_s"]
-            self.history.epochs.append(metrics)
-            _log(
-                "Epoch: %d, loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-                epoch,
-                metrics["train_loss"],
-                metrics["train_digit_accuracy"],
-                metrics["train_sum_accuracy"],
-            )
-            if val_data is not None:
-                _log(
-                    "Validation: loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-                    metrics["val_loss"],
-                    metrics["val_digit_accuracy"],
-                    metrics["val_sum_accuracy"],
-                )
-            for callback in self.callbacks:
-                callback.on_epoch_end(self, epoch, metrics)
-            self._save_epoch(epoch, metrics)
-            if self.stop_reason is not None:
-                _log("Stopping early after epoch %d: %s", epoch, self.stop_reason)
-                break
+            self._resume(self.output_dir / LAST_CHECKPOINT)
+        with catch_signals() as signals:
+            self._fire("on_fit_start")
+            for epoch in range(self.epoch + 1, self.epochs + 1):
+                metrics = self._train_epoch(train_data, epoch, signals)
+                if val_data is not None:
+                    metrics |= _prefixed("val_", self._evaluate(val_data)[0])
+                self._end_epoch(epoch, metrics)
+                if self.stop_reason is not None:
+                    logger.info("Stopping early after epoch %d: %s", epoch, self.stop_reason)
+                    break
         self.history.stop_reason = self.stop_reason
-        if self._write_dir is not None:
-            from multitask_mnist.training import plots
-
-            plots.save_curves(self.history, self._write_dir)
-        for callback in self.callbacks:
-            callback.on_fit_end(self, self.history)
+        self._fire("on_fit_end", self.history)
         return self.history
 
+    def _new_schedule(self, epochs: int) -> LRScheduler:
+        if self.optimizer is None:
+            raise RuntimeError("The optimizer is built by Trainer.fit()")
+        return create_scheduler(self.optimizer, self.scheduler_spec, self.steps_per_epoch * epochs)
+
+    def _claim_output_dir(self) -> None:
+        """Prepare and lock ``output_dir`` (rank 0); every rank learns if that failed."""
+        failure: Exception | None = None
+        if self.output_dir is not None and distributed.is_main_process():
+            try:
+                prepare_output_dir(self.output_dir)
+                if self._lock is None or not self._lock.held:
+                    self._lock = RunLock(self.output_dir)
+                    self._lock.acquire()
+            except (CheckpointError, OutputDirLockedError) as error:
+                failure = error
+        failed = torch.tensor(int(failure is not None), device=self.device)
+        distributed.all_reduce_max(failed)
+        if failure is not None:
+            raise failure
+        if int(failed):
+            raise OutputDirLockedError(
+                f"Rank 0 could not claim the output folder {self.output_dir}"
+            )
+
+    def close(self) -> None:
+        """Release the output folder's lock (also done when the process exits).
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> Trainer(presets.mnist_sum(), device="cpu").close()
+        """
+        if self._lock is not None:
+            self._lock.release()
+
     def _train_epoch(
-        self,
-        data: Dataset[Any],
-        epoch: int,
-        steps: int,
-        optimizer: Optimizer,
-        scheduler: LRScheduler,
+        self, data: Dataset[Any], epoch: int, signals: SignalCatcher
     ) -> dict[str, float]:
-        self.model.train()
-        self.loss.train()
+        tic = time.perf_counter()
+        self.task.train()
         _set_epoch(data, epoch - 1)
-        order = self._epoch_order(data, epoch)
-        metrics = MetricAccumulator(self.device)
+        if self._epoch_state is None:  # a new epoch, not one resumed inside
+            self._fire("on_epoch_start", epoch)
+            self._epoch_state = _EpochState(
+                {
+                    "epoch": epoch,
+                    "lr": float(self._optimization()[1].get_last_lr()[0]),
+                    **{f"weight_{task}": w for task, w in self.loss.task_weights().items()},
+                },
+                MetricAccumulator(self.device),
+                0.0,
+            )
+        state = self._epoch_state
+        optimizer, scheduler = self._optimization()
+        order = self._epoch_order(data, epoch)[self.step * self.batch_size :]
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        batches = self._batches(data, self.batch_size, order)
-        if _progress_enabled(self.progress):
-            batches = tqdm(batches, total=steps, desc=f"Epoch {epoch}", leave=False, unit="batch")
-        for step, batch in enumerate(batches):
+        for step, batch in enumerate(self._batches(data, self.batch_size, order), self.step):
             with _runtime.autocast(self.device, self.autocast_dtype):
-                # The true digit teacher-forces the adder (ScalarFusionHead.forward).
-                output = self._train_model(self._image(batch.image), batch.number, batch.digit)
-                loss = self.loss(output, batch.digit, batch.sum)
+                output, loss = self._train_task(batch, self._image(batch.image))
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
-            self._average_loss_gradients()
             if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                nn.utils.clip_grad_norm_(self.task.parameters(), self.grad_clip)
             optimizer.step()
             scheduler.step()
-            metrics.update(output, batch, loss)
+            state.totals.update(output, batch, loss)
             bad_now = ~torch.isfinite(loss.total.detach()) & (first_bad < 0)
             first_bad = torch.where(bad_now, step, first_bad)
-            if (step + 1) % _FINITE_CHECK_EVERY == 0 or step + 1 == steps:
-                self._raise_if_nonfinite(first_bad, epoch)
-            for callback in self.callbacks:
-                callback.on_batch_end(self, epoch, step, loss.total.detach())
-        return metrics.compute()
+            self.step = step + 1
+            self._fire("on_batch_end", epoch, step, loss.total.detach())
+            due = self.step == self.steps_per_epoch or self.step % _CHECK_EVERY == 0
+            received = self._check(first_bad, signals, epoch, due)
+            if received is not None:
+                self._interrupt(epoch, received, state, tic)
+        self.task.on_train_epoch_end()
+        self._epoch_state = None
+        time_s = state.elapsed_s + time.perf_counter() - tic
+        self.train_time += time_s
+        train = _prefixed("train_", state.totals.compute())
+        return state.metrics | train | self.adder_metrics() | {"time_s": time_s}
 
-    def _epoch_order(self, data: Dataset[Any], epoch: int) -> Tensor:
-        """This process's sample order for ``epoch``: a seeded shuffle, sharded under torchrun."""
-        world = distributed.world_size()
-        if world == 1:
-            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-            return torch.randperm(len(data), generator=generator)  # type: ignore[arg-type]
-        sampler: DistributedSampler[int] = DistributedSampler(
-            data, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=self.seed
-        )
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(sampler), dtype=torch.long)
+    def _optimization(self) -> tuple[Optimizer, LRScheduler]:
+        if self.optimizer is None or self.scheduler is None:
+            raise RuntimeError("The optimizer and schedule are built by Trainer.fit()")
+        return self.optimizer, self.scheduler
 
-    def _average_loss_gradients(self) -> None:
-        """DDP averages the model's gradients; learned loss weights are averaged here."""
-        world = distributed.world_size()
-        if world > 1:
-            for param in self.loss.parameters():
-                if param.grad is not None:
-                    distributed.all_reduce_sum(param.grad).div_(world)
+    def _check(
+        self, first_bad: Tensor, signals: SignalCatcher, epoch: int, due: bool
+    ) -> int | None:
+        """Raise on a non-finite loss; return a signal that every process stops on.
 
-    def _raise_if_nonfinite(self, first_bad: Tensor, epoch: int) -> None:
-        if distributed.world_size() > 1:  # every process stops at the same check
-            first_bad = distributed.all_reduce_max(first_bad.clone())
+        One process looks at its signal flag every step (free) and at the loss every
+        ``_CHECK_EVERY`` steps (a host sync); under torchrun both are agreed on
+        together every ``_CHECK_EVERY`` steps, so every rank stops at the same step.
+        """
+        received = signals.received
+        if distributed.world_size() > 1:
+            if not due:
+                return None
+            flags = torch.stack([first_bad, first_bad.new_tensor(received or 0)])
+            first_bad, agreed = distributed.all_reduce_max(flags).unbind()
+            received = int(agreed) or None
+        elif not due and received is None:
+            return None
         step = int(first_bad)
         if step >= 0:
-            kept = (
-                f"; the last good checkpoint is {self.output_dir / LAST_CHECKPOINT}"
-                if self.output_dir is not None and (self.output_dir / LAST_CHECKPOINT).exists()
-                else ""
-            )
+            kept = ""
+            if self.output_dir is not None and (self.output_dir / LAST_CHECKPOINT).exists():
+                kept = f"; the last good checkpoint is {self.output_dir / LAST_CHECKPOINT}"
             raise NonFiniteLossError(
                 f"The training loss became NaN or infinite at epoch {epoch}, step {step + 1}; "
                 f"try a lower learning rate (lr={self.lr:g}) or grad_clip{kept}"
             )
+        return received
+
+    def _interrupt(self, epoch: int, signal_number: int, state: _EpochState, tic: float) -> None:
+        """Save the run mid-epoch through the callbacks, then raise TrainingInterrupted."""
+        elapsed = state.elapsed_s + time.perf_counter() - tic
+        per_rank = distributed.all_gather_object(self._own_epoch_state(state))
+        self._epoch_state = state._replace(elapsed_s=elapsed, per_rank=per_rank)
+        self._fire("on_train_interrupted", epoch, self.step)
+        distributed.barrier()
+        where = f"epoch {epoch}, step {self.step} of {self.steps_per_epoch}"
+        saved = (
+            f"saved {self.output_dir / LAST_CHECKPOINT}; resume with fit(resume=True) "
+            "(on the command line: the same command with --resume)"
+            if self.output_dir is not None and "model_checkpoint" in self.callbacks
+            else "nothing was saved (no output_dir or no model_checkpoint callback)"
+        )
+        name = signal.Signals(signal_number).name
+        raise TrainingInterrupted(f"Stopped by {name} at {where}; {saved}", signal_number)
+
+    def _own_epoch_state(self, state: _EpochState) -> dict[str, Any]:
+        """What this process alone has summed in the epoch so far."""
+        return {"totals": state.totals.state_dict(), "loss": self.loss.state_dict()}
+
+    def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epoch, self.step = epoch, 0
+        self.history.epochs.append(metrics)
+        self._fire("on_epoch_end", epoch, metrics)
+        distributed.barrier()
 
     # -- evaluation --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
         """Model and loss in eval mode inside, back to their previous mode after."""
-        was_training = self.model.training
-        self.model.eval()
-        self.loss.eval()
+        was_training = self.task.training
+        self.task.eval()
         try:
             yield
         finally:
-            self.model.train(was_training)
-            self.loss.train(was_training)
+            self.task.train(was_training)
 
     def evaluate(self, data: Dataset[Any]) -> dict[str, float]:
         """Metrics of the model on ``data``, without changing any state.
@@ -550,25 +632,6 @@ class Trainer:
         """
         return self._evaluate(data)[0] | self.adder_metrics()
 
-    @torch.inference_mode()
-    def _evaluate(self, data: Dataset[Any]) -> tuple[dict[str, float], Tensor]:
-        if len(data) == 0:  # type: ignore[arg-type]
-            raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
-        metrics = MetricAccumulator(self.device)
-        classes = self.model.head.num_classes
-        confusion = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
-        with self._eval_mode():
-            shard = torch.arange(len(data))[distributed.rank() :: distributed.world_size()]  # type: ignore[arg-type]
-            for batch in self._batches(data, self.eval_batch_size, shard):
-                with _runtime.autocast(self.device, self.autocast_dtype):
-                    output = self.model(self._image(batch.image), batch.number)
-                    loss = self.loss(output, batch.digit, batch.sum)
-                metrics.update(output, batch, loss)
-                cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
-                confusion += torch.bincount(cells, minlength=classes * classes)
-        distributed.all_reduce_sum(confusion)
-        return metrics.compute(), confusion.view(classes, classes).cpu()
-
     def adder_metrics(self) -> dict[str, float]:
         """``adder_exact`` and ``adder_margin`` of the head's certificate, right now.
 
@@ -579,6 +642,24 @@ class Trainer:
         """
         certificate = self.model.head.certificate()
         return {"adder_exact": certificate.exact, "adder_margin": certificate.margin}
+
+    @torch.inference_mode()
+    def _evaluate(self, data: Dataset[Any]) -> tuple[dict[str, float], Tensor]:
+        if len(data) == 0:  # type: ignore[arg-type]
+            raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
+        totals = MetricAccumulator(self.device)
+        classes = self.model.head.num_classes
+        confusion = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
+        with self._eval_mode():
+            shard = torch.arange(len(data))[distributed.rank() :: distributed.world_size()]  # type: ignore[arg-type]
+            for batch in self._batches(data, self.eval_batch_size, shard):
+                with _runtime.autocast(self.device, self.autocast_dtype):
+                    output, loss = self.task(batch, self._image(batch.image))
+                totals.update(output, batch, loss)
+                cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
+                confusion += torch.bincount(cells, minlength=classes * classes)
+        distributed.all_reduce_sum(confusion)
+        return totals.compute(), confusion.view(classes, classes).cpu()
 
     @torch.inference_mode()
     def predict(self, image: Tensor, number: Tensor) -> Prediction:
@@ -614,113 +695,84 @@ class Trainer:
     def test(self, data: Dataset[Any]) -> dict[str, float]:
         """Evaluate on held-out data and record it as the run's test result.
 
-        Adds ``test_*`` keys to ``output_dir/metrics.json`` and, with matplotlib
-        installed, writes ``confusion_matrix.png`` of the digits.
+        The ``run_files`` callback adds ``test_*`` keys to ``output_dir/metrics.json``
+        and, with matplotlib installed, writes ``confusion_matrix.png``.
 
         Returns:
             The metrics of :meth:`evaluate`.
         """
         metrics, confusion = self._evaluate(data)
         metrics |= self.adder_metrics()
-        if self._write_dir is not None:
-            from multitask_mnist.training import plots
-
-            prepare_output_dir(self._write_dir)
-            self._update_metrics_file(self._write_dir, _prefixed("test_", metrics))
-            plots.save_confusion(confusion, self._write_dir)
+        self._claim_output_dir()
+        self._fire("on_test_end", metrics, confusion)
         distributed.barrier()
         return metrics
 
-    # -- checkpoints and files ---------------------------------------------------------------
+    # -- checkpoints ---------------------------------------------------------------------------
 
-    def state_dict(self, epoch: int) -> dict[str, Any]:
-        """Everything needed to resume after ``epoch``: weights, optimizer, schedule, RNGs.
-
-        Args:
-            epoch: The number of completed epochs the state follows.
+    def state_dict(self) -> TrainingState:
+        """Everything needed to resume from where the run stands now.
 
         Returns:
-            Plain data and tensors, loadable with ``torch.load(..., weights_only=True)``.
+            The typed state, plain data and tensors, loadable with
+            ``torch.load(..., weights_only=True)``.
 
         Raises:
             RuntimeError: Called before :meth:`fit` built the optimizer.
         """
-        if self.optimizer is None or self.scheduler is None:
-            raise RuntimeError("Trainer.state_dict() needs the optimizer that fit() builds")
-        return {
-            "format": _CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "loss": self.loss.state_dict(),
-            "rng": _runtime.get_rng_state(),
-            "config": self.config,
-            "history": self.history.epochs,
-            "best": self._best,
-            "train_time_s": self._train_time,
-        }
-
-    def _monitor(self, metrics: Mapping[str, float]) -> tuple[str, float]:
-        key = "val_loss" if "val_loss" in metrics else "train_loss"
-        return key, metrics[key]
-
-    @property
-    def _write_dir(self) -> Path | None:
-        """Where this process writes files: ``output_dir`` on rank 0, nowhere elsewhere."""
-        return self.output_dir if distributed.is_main_process() else None
-
-    def _save_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        key, value = self._monitor(metrics)
-        is_best = not self._best or value < self._best["value"]
-        if is_best:
-            self._best = {"metric": key, "value": value, "epoch": epoch}
-        folder = self._write_dir
-        if folder is None:
-            distributed.barrier()
-            return
-        state = self.state_dict(epoch)
-        save_checkpoint(state, folder / LAST_CHECKPOINT)
-        if is_best:
-            save_checkpoint(state, folder / BEST_CHECKPOINT)
-        self.history.write_csv(folder / "history.csv")
-        self._update_metrics_file(
-            folder,
-            {
-                "config": self.config,
-                "epochs": self.history.epochs,
-                "best": self._best,
-                "wall_time_s": self._train_time,
-            },
+        optimizer, scheduler = self._optimization()
+        epoch_state: dict[str, Any] = {}
+        if self._epoch_state is not None:
+            partial = self._epoch_state
+            epoch_state = {
+                "metrics": dict(partial.metrics),
+                "per_rank": partial.per_rank or [self._own_epoch_state(partial)],
+                "elapsed_s": partial.elapsed_s,
+            }
+        return TrainingState(
+            format=CHECKPOINT_FORMAT,
+            epoch=self.epoch,
+            step=self.step,
+            model=self.model.state_dict(),
+            loss=self.loss.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            rng=_runtime.get_rng_state(),
+            callbacks={name: cb.state_dict() for name, cb in self.callbacks.items()},
+            history=list(self.history.epochs),
+            epoch_state=epoch_state,
+            train_time_s=self.train_time,
+            config=self.config,
+            preset=self.model.preset,
         )
-        distributed.barrier()
 
-    @staticmethod
-    def _update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
-        path = folder / "metrics.json"
-        current = json.loads(path.read_text()) if path.exists() else {}
-        current.update(entries)
-        write_text_atomic(path, json.dumps(current, indent=2) + "\n")
-
-    def _restore(
-        self, folder: Path, optimizer: Optimizer, scheduler: LRScheduler, steps_per_epoch: int
-    ) -> tuple[int, LRScheduler]:
-        """Load ``last.pt`` into this run; return the epochs it completed and the schedule."""
-        path = folder / LAST_CHECKPOINT
+    def _resume(self, path: Path) -> None:
+        """Load ``path`` into this run, as Lightning's checkpoint connector restores a run:
+        the model, then the training state, then the callbacks."""
         if not path.exists():
-            logger.info("No checkpoint in %s; starting from scratch", folder)
-            return 0, scheduler
-        state = load_checkpoint(path, map_location=self.device)
-        missing = [key for key in _RESUME_KEYS if key not in state]
-        if missing:
+            logger.info("No checkpoint in %s; starting from scratch", path.parent)
+            return
+        state = cast(TrainingState, load_checkpoint(path, map_location=self.device))
+        if state["format"] != CHECKPOINT_FORMAT:
             raise CheckpointError(
-                f"{path} cannot be resumed from: it lacks {', '.join(missing)} "
-                "(only checkpoints written by Trainer.fit can)"
+                f"{path} has checkpoint format {state['format']}, written by an earlier version "
+                f"of multitask_mnist; runs resume from format {CHECKPOINT_FORMAT} only (its "
+                "weights still load with presets.from_checkpoint)"
             )
+        self._restore_model(state, path)
+        self._restore_training_state(state)
+        self._restore_callbacks(state, path)
+        where = f"epoch {self.epoch}" + (f", step {self.step}" if self.step else "")
+        logger.info("Resumed from %s after %s", path, where)
+
+    def _restore_model(self, state: TrainingState, path: Path) -> None:
         load_model_state(self.model, state["model"], source=path)
         self.loss.load_state_dict(state["loss"])
+
+    def _restore_training_state(self, state: TrainingState) -> None:
+        optimizer, scheduler = self._optimization()
         optimizer.load_state_dict(state["optimizer"])
-        done: int = state["epoch"]
+        self.epoch, self.step = state["epoch"], state["step"]
         planned = state["config"].get("epochs", self.epochs)
         if planned == self.epochs:
             scheduler.load_state_dict(state["scheduler"])
@@ -730,14 +782,29 @@ class Trainer:
                 "schedule restarts over the remaining %d epoch(s)",
                 planned,
                 self.epochs,
-                max(self.epochs - done, 0),
+                max(self.epochs - self.epoch, 0),
             )
-            scheduler = self._build_scheduler(
-                optimizer, steps_per_epoch * max(self.epochs - done, 1)
-            )
+            self.scheduler = self._new_schedule(max(self.epochs - self.epoch, 1))
         _runtime.set_rng_state(state["rng"])
         self.history = History(list(state["history"]))
-        self._best = dict(state["best"])
-        self._train_time = float(state["train_time_s"])
-        logger.info("Resumed from %s after epoch %d", path, done)
-        return done, scheduler
+        self.train_time = float(state["train_time_s"])
+        partial = state["epoch_state"]
+        if partial:  # stopped mid-epoch: each process takes back its own sums
+            world = distributed.world_size()
+            if len(partial["per_rank"]) != world:
+                raise CheckpointError(
+                    f"The run was stopped mid-epoch with {len(partial['per_rank'])} "
+                    f"process(es); resume it with as many, not {world}"
+                )
+            own = partial["per_rank"][distributed.rank()]
+            totals = MetricAccumulator(self.device)
+            totals.load_state_dict(own["totals"])
+            self.loss.load_state_dict(own["loss"])
+            self._epoch_state = _EpochState(dict(partial["metrics"]), totals, partial["elapsed_s"])
+
+    def _restore_callbacks(self, state: TrainingState, path: Path) -> None:
+        for name, callback in self.callbacks.items():
+            if name in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][name])
+            elif callback.state_dict():
+                logger.warning("%s holds no state for callback %r; it starts afresh", path, name)

@@ -54,13 +54,13 @@ def test_uncertainty_weights_move_as_the_theory_says() -> None:
     optimizer = torch.optim.Adam(loss.parameters(), lr=0.05)
     losses = torch.tensor([10.0, 0.1])  # digit noisy, sum precise
     for _ in range(2000):
-        total = uncertainty_weighted_loss(losses, loss.log_vars)[0]
+        total = uncertainty_weighted_loss(losses, loss.weighting.log_vars)[0]
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
     weights = loss.task_weights()
     assert weights["digit"] < 0.5 < weights["sum"]
-    s = loss.log_vars.detach()
+    s = loss.weighting.log_vars.detach()
     assert torch.allclose(0.5 * torch.exp(-s) * losses, torch.sigmoid(s), atol=1e-3)
 
 
@@ -76,23 +76,23 @@ def test_dwa_module_follows_the_epoch_losses() -> None:
     for scale in (8.0, 4.0):  # the digit loss falls, the sum loss stays
         loss(*_output(scale))
         assert loss.task_weights() == {"digit": 1.0, "sum": 1.0}  # first two epochs
-        loss.end_epoch()
+        loss.on_train_epoch_end()
     weights = loss.task_weights()
     assert weights["digit"] < 1.0 < weights["sum"]
     assert sum(weights.values()) == pytest.approx(2.0)
     loss.eval()
     loss(*_output(100.0))  # evaluation does not count towards the epoch
-    assert float(loss.running_count) == 0
+    assert float(loss.weighting.running_count) == 0
 
 
 def test_dwa_state_round_trips_through_the_state_dict() -> None:
     a = WeightedMultiLoss(strategy="dwa")
     for scale in (8.0, 4.0, 3.0):
         a(*_output(scale))
-        a.end_epoch()
+        a.on_train_epoch_end()
     b = WeightedMultiLoss(strategy="dwa")
     b.load_state_dict(a.state_dict())
-    assert b.task_weights() == a.task_weights() and int(b.epochs_seen) == 3
+    assert b.task_weights() == a.task_weights() and int(b.weighting.epochs_seen) == 3
 
 
 def test_weights_apply_to_fixed_only() -> None:

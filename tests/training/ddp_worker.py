@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
 from multitask_mnist.training import Trainer, distributed
 from tests.conftest import SyntheticDigits
+
+
+def _total(value: Any) -> float:
+    """A tensor's sum, or the sum over a dict of tensors (a module's extra state)."""
+    if isinstance(value, dict):
+        return sum(_total(v) for v in value.values())
+    return float(value.double().sum().item())
 
 
 def main(out: Path, strategy: str) -> None:
@@ -33,7 +41,7 @@ def main(out: Path, strategy: str) -> None:
         "history": [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs],
         "evaluate": metrics,
         "weights": {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()},
-        "loss_state": {k: v.double().sum().item() for k, v in trainer.loss.state_dict().items()},
+        "loss_state": {k: _total(v) for k, v in trainer.loss.state_dict().items()},
     }
     (out / f"rank{distributed.rank()}.json").write_text(json.dumps(report))
     distributed.cleanup()

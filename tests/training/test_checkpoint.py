@@ -11,7 +11,7 @@ from multitask_mnist.training import CheckpointError, load_checkpoint, save_chec
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    state = {"model": {"w": torch.arange(3.0)}, "epoch": 2, "rng": (3, (1, 2), None)}
+    state = {"format": 2, "model": {"w": torch.arange(3.0)}, "epoch": 2, "rng": (3, (1, 2), None)}
     path = save_checkpoint(state, tmp_path / "last.pt")
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["model"]["w"], torch.arange(3.0)) and loaded["epoch"] == 2
@@ -20,7 +20,7 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_failed_write_keeps_the_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = save_checkpoint({"model": {}, "epoch": 1}, tmp_path / "last.pt")
+    path = save_checkpoint({"format": 2, "model": {}, "epoch": 1}, tmp_path / "last.pt")
     good = path.read_bytes()
 
     def disk_full(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
@@ -31,7 +31,7 @@ def test_failed_write_keeps_the_good_checkpoint(
     with pytest.raises(
         CheckpointError, match=r"No space left on device; the previous file, if any, is intact$"
     ):
-        save_checkpoint({"model": {}, "epoch": 2}, path)
+        save_checkpoint({"format": 2, "model": {}, "epoch": 2}, path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
@@ -45,7 +45,7 @@ def test_unwritable_folder(tmp_path: Path) -> None:
         tmp_path.chmod(0o500)
         target = tmp_path / "last.pt"
     with pytest.raises(CheckpointError, match=r"^Could not write checkpoint "):
-        save_checkpoint({"model": {}}, target)
+        save_checkpoint({"format": 2, "model": {}}, target)
 
 
 class _Payload:
@@ -124,3 +124,23 @@ def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
     (tmp_path / "last.pt").write_bytes(b"keep")
     prepare_output_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"model": {}}, "is not a multitask_mnist checkpoint (no 'format' entry;"),
+        (
+            {"format": 99, "model": {}},
+            "has checkpoint format 99; this version of multitask_mnist reads formats 1, 2 "
+            "(was it written by a newer one?)",
+        ),
+    ],
+)
+def test_the_format_version_is_checked_on_load(
+    tmp_path: Path, state: dict[str, Any], message: str
+) -> None:
+    path = save_checkpoint(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path} {message}" or str(info.value).startswith(f"{path} {message}")

@@ -16,11 +16,11 @@ from multitask_mnist.training import (
     Callback,
     EarlyStopping,
     NonFiniteLossError,
+    ProgressBar,
     Trainer,
     _runtime,
     load_checkpoint,
 )
-from multitask_mnist.training.trainer import _progress_enabled
 from tests.conftest import SyntheticDigits
 
 
@@ -46,7 +46,12 @@ def _trainer(model: MultiTaskNet | None = None, **kwargs: Any) -> Trainer:
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """Every tensor of the state dict, a module's extra state (a dict) flattened in."""
+    flat: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        flat |= {f"{key}.{sub}".rstrip("."): v.detach().clone() for sub, v in items}
+    return flat
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -311,12 +316,14 @@ def test_diverging_run_stops_with_epoch_and_step(tmp_path: Path) -> None:
 def test_progress_bar_only_on_a_terminal_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     monkeypatch.delenv("CI", raising=False)
-    assert _progress_enabled(True) and not _progress_enabled(False)
+    assert ProgressBar.enabled()
+    assert "progress_bar" in _trainer(progress=True).callbacks
+    assert "progress_bar" not in _trainer(progress=False).callbacks
     monkeypatch.setenv("CI", "true")
-    assert not _progress_enabled(True)
+    assert not ProgressBar.enabled()
     monkeypatch.delenv("CI")
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
-    assert not _progress_enabled(True)
+    assert not ProgressBar.enabled()
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,8 +424,10 @@ def test_early_stopping_on_an_unknown_metric() -> None:
 
 
 def test_state_dict_before_fit() -> None:
-    with pytest.raises(RuntimeError, match=r"needs the optimizer that fit\(\) builds$"):
-        _trainer().state_dict(0)
+    with pytest.raises(
+        RuntimeError, match=r"^The optimizer and schedule are built by Trainer.fit\(\)$"
+    ):
+        _trainer().state_dict()
 
 
 def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
@@ -426,7 +435,7 @@ def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
 
     save_checkpoint({"model": _model().state_dict()}, tmp_path / "last.pt")
     with pytest.raises(
-        CheckpointError, match=r"cannot be resumed from: it lacks loss, optimizer, "
+        CheckpointError, match=r"is not a multitask_mnist checkpoint \(no 'format' entry"
     ):
         _trainer(output_dir=tmp_path).fit(_data(64), resume=True)
 
@@ -449,10 +458,12 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     assert straight.optimizer is not None
     if strategy == "uncertainty":
         optimized = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
-        assert id(straight.loss.log_vars) in optimized
+        assert id(straight.loss.weighting.log_vars) in optimized
     state = load_checkpoint(tmp_path / "straight" / "last.pt")["loss"]
     assert set(state) >= (
-        {"log_vars"} if strategy == "uncertainty" else {"dwa_current", "epoch_means"}
+        {"weighting.log_vars"}
+        if strategy == "uncertainty"
+        else {"weighting.current", "weighting.epoch_means", "weighting._extra_state"}
     )
 
     out = tmp_path / "interrupted"

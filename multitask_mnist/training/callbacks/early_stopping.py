@@ -1,53 +1,17 @@
-"""Events the Trainer fires, and the callbacks that ship with the library.
-
-A callback subclasses :class:`Callback` and overrides the events it cares about;
-the Trainer calls them in the order the callbacks were given.
-"""
+"""Stop training when a monitored metric stops improving."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from multitask_mnist._validation import check_choice, check_int, check_number
+from multitask_mnist.training.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from multitask_mnist.training.history import History
     from multitask_mnist.training.trainer import Trainer
 
-__all__ = ["Callback", "EarlyStopping"]
-
-
-class Callback:
-    """Base class of the Trainer's callbacks: every event is a no-op. ``epoch`` counts from 1.
-
-    Example:
-        >>> class PrintLoss(Callback):
-        ...     def on_epoch_end(self, trainer, epoch, metrics):
-        ...         print(f"epoch {epoch}: {metrics['train_loss']:.3f}")
-        >>> PrintLoss().on_epoch_end(None, 1, {"train_loss": 0.25})
-        epoch 1: 0.250
-    """
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Before the first epoch of :meth:`Trainer.fit` (also when resuming)."""
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        """Before the first batch of ``epoch``."""
-
-    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
-        """After the optimizer step of batch ``step`` (from 0); ``loss`` is a 0-dim tensor.
-
-        Reading ``loss`` with ``.item()`` forces a host synchronisation on an accelerator.
-        """
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        """After ``epoch`` is trained and validated; ``metrics`` holds ``train_*`` and ``val_*``."""
-
-    def on_fit_end(self, trainer: Trainer, history: History) -> None:
-        """After the last epoch, or after a callback stopped training."""
+__all__ = ["EarlyStopping"]
 
 
 class EarlyStopping(Callback):
@@ -95,6 +59,13 @@ class EarlyStopping(Callback):
         else:
             self.bad_epochs += 1
         return better
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value so far and the epochs since it: what a resumed run needs."""
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:

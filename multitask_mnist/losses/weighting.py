@@ -1,0 +1,179 @@
+"""Loss weighting strategies: each turns the ``(K,)`` task losses into the total.
+
+One interface, :class:`LossWeighting`; one class per strategy. A strategy may hold
+learned parameters (trained with the network, since the loss trains inside the
+same module as the model) or running state (saved in every checkpoint), and may
+act at the end of each training epoch through :meth:`LossWeighting.on_train_epoch_end`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from multitask_mnist.losses.functional import dwa_weights, uncertainty_weighted_loss
+
+__all__ = [
+    "DynamicWeightAverage",
+    "FixedWeighting",
+    "LossWeighting",
+    "UncertaintyWeighting",
+]
+
+
+class LossWeighting(nn.Module):
+    """Base class: weights ``K`` task losses into one total.
+
+    Subclasses implement :meth:`forward` and :meth:`weights`, and may override
+    :meth:`on_train_epoch_end`. ``name`` is the strategy's name on the command line.
+
+    Shapes:
+        ``forward(losses)``: ``losses`` ``(K,)`` float32 -> ``()`` total.
+
+    Example:
+        >>> class Halves(LossWeighting):
+        ...     name = "halves"
+        ...     def forward(self, losses):
+        ...         return (0.5 * losses).sum()
+        ...     def weights(self):
+        ...         return torch.full((self.num_tasks,), 0.5)
+        >>> float(Halves(2)(torch.tensor([2.0, 4.0])))
+        3.0
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+
+    def forward(self, losses: Tensor) -> Tensor:
+        """The weighted total of the ``(K,)`` task losses."""
+        raise NotImplementedError
+
+    def weights(self) -> Tensor:
+        """``(K,)`` the weight each task's loss currently gets."""
+        raise NotImplementedError
+
+    def on_train_epoch_end(self) -> None:
+        """Called once after every training epoch; nothing by default."""
+
+
+class FixedWeighting(LossWeighting):
+    """Constant weights; a task of weight zero contributes nothing, not even a NaN.
+
+    Example:
+        >>> FixedWeighting(torch.tensor([1.0, 0.0]))(torch.tensor([2.0, float("nan")]))
+        tensor(2.)
+    """
+
+    name = "fixed"
+    fixed: Tensor
+
+    def __init__(self, weights: Tensor) -> None:
+        super().__init__(weights.numel())
+        self.register_buffer("fixed", weights.float().clone(), persistent=False)
+        self._used = [i for i, w in enumerate(weights.tolist()) if w != 0]
+
+    def forward(self, losses: Tensor) -> Tensor:
+        if not self._used:
+            return losses[0] * 0.0
+        terms = [self.fixed[i] * losses[i] for i in self._used]
+        return sum(terms[1:], terms[0])
+
+    def weights(self) -> Tensor:
+        return self.fixed
+
+
+class UncertaintyWeighting(LossWeighting):
+    """One learned log-variance per task (Kendall, Gal and Cipolla, 2018).
+
+    The total is :func:`~multitask_mnist.losses.uncertainty_weighted_loss`, at or
+    above zero; the weights are ``0.5 * exp(-log_vars)``.
+
+    Example:
+        >>> UncertaintyWeighting(2).weights().tolist()
+        [0.5, 0.5]
+    """
+
+    name = "uncertainty"
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__(num_tasks)
+        self.log_vars = nn.Parameter(torch.zeros(num_tasks))
+
+    def forward(self, losses: Tensor) -> Tensor:
+        return uncertainty_weighted_loss(losses, self.log_vars)[0]
+
+    def weights(self) -> Tensor:
+        return 0.5 * torch.exp(-self.log_vars.detach())
+
+
+class DynamicWeightAverage(LossWeighting):
+    """Dynamic weight average (Liu, Johns and Davison, 2019).
+
+    Each training epoch's weights come from the ratio of each task's mean loss over
+    the two epochs before it (:func:`~multitask_mnist.losses.dwa_weights`); both are
+    1 for the first two epochs. The current epoch's running sums are per process:
+    they are summed over all processes at the epoch's end, and are kept out of the
+    buffers that DDP broadcasts (they travel in the state dict's extra state).
+
+    Example:
+        >>> dwa = DynamicWeightAverage(2)
+        >>> _ = dwa(torch.tensor([4.0, 1.0])); dwa.on_train_epoch_end()
+        >>> _ = dwa(torch.tensor([2.0, 1.0])); dwa.on_train_epoch_end()
+        >>> [round(w, 4) for w in dwa.weights().tolist()]
+        [0.8756, 1.1244]
+    """
+
+    name = "dwa"
+    current: Tensor  # this epoch's weights
+    epoch_means: Tensor  # mean task losses of the two epochs before, oldest first
+    epochs_seen: Tensor  # training epochs closed so far
+
+    def __init__(self, num_tasks: int, temperature: float = 2.0) -> None:
+        super().__init__(num_tasks)
+        self.temperature = temperature
+        self.register_buffer("current", torch.ones(num_tasks))
+        self.register_buffer("epoch_means", torch.zeros(2, num_tasks))
+        self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
+        self.running_sum = torch.zeros(num_tasks, dtype=torch.float64)
+        self.running_count = torch.zeros((), dtype=torch.float64)
+
+    def forward(self, losses: Tensor) -> Tensor:
+        if self.training:
+            self.running_sum = self.running_sum.to(losses.device) + losses.detach().double()
+            self.running_count = self.running_count.to(losses.device) + 1
+        return (self.current * losses).sum()
+
+    def weights(self) -> Tensor:
+        return self.current
+
+    def on_train_epoch_end(self) -> None:
+        """Close the epoch: its mean losses (over all processes) set the next weights."""
+        from multitask_mnist.training import distributed  # the loss knows no Trainer
+
+        sums = torch.cat([self.running_sum, self.running_count.reshape(1)])
+        distributed.all_reduce_sum(sums)
+        if sums[-1] > 0:
+            means = (sums[:-1] / sums[-1]).to(self.epoch_means)
+            self.epoch_means.copy_(torch.stack([self.epoch_means[1], means]))
+            self.epochs_seen += 1
+        if int(self.epochs_seen) >= 2:
+            self.current.copy_(
+                dwa_weights(self.epoch_means[1], self.epoch_means[0], self.temperature)
+            )
+        self.running_sum = torch.zeros_like(self.running_sum)
+        self.running_count = torch.zeros_like(self.running_count)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return {"running_sum": self.running_sum, "running_count": self.running_count}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.running_sum = state["running_sum"].clone()
+        self.running_count = state["running_count"].clone()
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

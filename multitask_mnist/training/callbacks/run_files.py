@@ -1,0 +1,87 @@
+"""The files a person reads after a run: ``metrics.json``, ``history.csv`` and plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from multitask_mnist.training import distributed
+from multitask_mnist.training.callbacks.base import Callback
+from multitask_mnist.training.checkpoint import prepare_output_dir, write_text_atomic
+
+if TYPE_CHECKING:
+    from multitask_mnist.training.history import History
+    from multitask_mnist.training.trainer import Trainer
+
+__all__ = ["RunFiles", "update_metrics_file"]
+
+
+def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
+    """Merge ``entries`` into ``folder/metrics.json``, written atomically.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> update_metrics_file(folder, {"a": 1}); update_metrics_file(folder, {"b": True})
+        >>> json.loads((folder / "metrics.json").read_text())
+        {'a': 1, 'b': True}
+    """
+    path = folder / "metrics.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(entries)
+    write_text_atomic(path, json.dumps(current, indent=2) + "\n")
+
+
+class RunFiles(Callback):
+    """Writes ``metrics.json`` and ``history.csv`` every epoch, plots at the end of fit,
+    and the ``test_*`` metrics with the confusion matrix after :meth:`Trainer.test`.
+
+    Rank 0 alone writes, into the Trainer's ``output_dir``; without one, nothing.
+    Plots need matplotlib (the ``plot`` extra).
+
+    Example:
+        >>> RunFiles().name
+        'run_files'
+    """
+
+    @staticmethod
+    def _folder(trainer: Trainer) -> Path | None:
+        return trainer.output_dir if distributed.is_main_process() else None
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        folder = self._folder(trainer)
+        if folder is None:
+            return
+        trainer.history.write_csv(folder / "history.csv")
+        checkpoint = trainer.callbacks.get("model_checkpoint")
+        best = checkpoint.state_dict()["best"] if checkpoint is not None else {}
+        update_metrics_file(
+            folder,
+            {
+                "config": trainer.config,
+                "epochs": trainer.history.epochs,
+                "best": best,
+                "wall_time_s": trainer.train_time,
+            },
+        )
+
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
+        folder = self._folder(trainer)
+        if folder is not None:
+            from multitask_mnist.training import plots
+
+            plots.save_curves(history, folder)
+
+    def on_test_end(self, trainer: Trainer, metrics: dict[str, float], confusion: Tensor) -> None:
+        folder = self._folder(trainer)
+        if folder is None:
+            return
+        from multitask_mnist.training import plots
+
+        prepare_output_dir(folder)
+        update_metrics_file(folder, {f"test_{name}": value for name, value in metrics.items()})
+        plots.save_confusion(confusion, folder)

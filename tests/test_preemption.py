@@ -1,0 +1,175 @@
+"""Preemption: SIGTERM or SIGINT mid-epoch saves the exact step, and --resume ends bit for bit
+as an uninterrupted run, under one process and under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from multitask_mnist.training import load_checkpoint
+from tests.conftest import write_fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+STEPS = 40  # 2,000 images in batches of 50 (per process: 20 under torchrun)
+
+
+def _command(out: Path, launcher: list[str], *extra: str) -> list[str]:
+    return [
+        *launcher,
+        "-m",
+        "multitask_mnist",
+        "train",
+        "--epochs",
+        "3",
+        "--limit",
+        "2000",
+        "--batch-size",
+        "50",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--loss-strategy",
+        "dwa",  # running loss sums per process: they must survive a mid-epoch stop too
+        *extra,
+    ]
+
+
+def _env(data: Path) -> dict[str, str]:
+    return {**os.environ, "CI": "true", "MULTITASK_MNIST_DATA": str(data), "PYTHONPATH": str(ROOT)}
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        return int(load_checkpoint(out / "last.pt")["epoch"])
+    except (FileNotFoundError, RuntimeError):
+        return 0
+
+
+def _signal_during(
+    out: Path,
+    command: list[str],
+    data: Path,
+    epoch: int,
+    fraction: float,
+    epoch_s: float,
+    signum: int,
+) -> subprocess.CompletedProcess[str]:
+    """Start ``command``, wait until ``epoch`` is under way, signal it ``fraction`` into it."""
+    process = subprocess.Popen(
+        command, env=_env(data), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    while process.poll() is None and time.monotonic() < deadline:
+        # training has begun once fit() locked the folder; then wait for the epoch before
+        if (out / ".lock").exists() and _epochs_done(out) >= epoch - 1:
+            break
+        time.sleep(0.02)
+    time.sleep(fraction * epoch_s)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=180)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _flat(state: dict[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a state dict, nested dicts (a module's extra state) flattened."""
+    flat: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    first, second = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    assert first["model"].keys() == second["model"].keys()
+    for key in first["model"]:
+        assert torch.equal(first["model"][key], second["model"][key]), key
+    assert _flat(first["loss"]).keys() == _flat(second["loss"]).keys()
+    for key, value in _flat(first["loss"]).items():
+        assert torch.equal(value, _flat(second["loss"])[key]), key
+    for state in (first, second):
+        for row in state["history"]:
+            row.pop("time_s")
+    assert first["history"] == second["history"]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (a, b)]
+    tests = [{k: v for k, v in m.items() if k.startswith("test_")} for m in metrics]
+    assert tests[0] == tests[1] and tests[0]
+
+
+def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
+    data = write_fake_mnist(tmp_path / "data", n_train=2000, n_test=200)
+    straight = subprocess.run(
+        _command(tmp_path / "straight", launcher),
+        env=_env(data),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    clean = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    epoch_s = clean["epochs"][1]["time_s"]
+
+    out = tmp_path / "preempted"
+    steps = STEPS // (2 if launcher is TORCHRUN else 1)
+    moments = [
+        (1, 0.5, signal.SIGTERM, []),  # in the first epoch
+        (2, 0.2, signal.SIGINT, ["--resume"]),  # early in a resumed epoch (Ctrl-C)
+        (3, 0.7, signal.SIGTERM, ["--resume"]),  # late in the last epoch
+    ]
+    for epoch, fraction, signum, extra in moments:
+        command = _command(out, launcher, *extra)
+        result = _signal_during(out, command, data, epoch, fraction, epoch_s, signum)
+        assert result.returncode != 0, "the run ended before the signal came"
+        name = signal.Signals(signum).name
+        state = load_checkpoint(out / "last.pt")
+        assert state["epoch"] == epoch - 1 and 0 < state["step"] <= steps, (
+            state["step"],
+            result.stderr,
+        )
+        message = (
+            f"multitask-mnist train: Stopped by {name} at epoch {epoch}, step {state['step']} of "
+            f"{steps}; saved {out / 'last.pt'}; resume with fit(resume=True) (on the command "
+            "line: the same command with --resume)"
+        )
+        assert message in result.stderr.splitlines(), result.stderr[-3000:]
+        # No traceback of ours (torchrun's launcher prints its own on a signal).
+        assert "multitask_mnist" not in "".join(
+            line for line in result.stderr.splitlines(keepends=True) if line.startswith("  File")
+        ), result.stderr[-3000:]
+        if launcher is not TORCHRUN:
+            assert "Traceback" not in result.stderr
+        assert not (out / ".lock").exists()  # released on the way out
+    resumed = subprocess.run(
+        _command(out, launcher, "--resume"),
+        env=_env(data),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.splitlines()[-2:] == straight.stdout.splitlines()[-2:]
+    _assert_same_run(tmp_path / "straight", out)
+
+
+@pytest.mark.slow
+def test_signals_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    _preempt_and_resume(tmp_path, [sys.executable])
+
+
+@pytest.mark.slow
+def test_signals_under_torchrun_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    _preempt_and_resume(tmp_path, TORCHRUN)

@@ -1,0 +1,127 @@
+"""Default callbacks by name, callback state across a resume, EarlyStopping resumed exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from multitask_mnist import AugmentedDigitDataset, presets
+from multitask_mnist.training import (
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    Trainer,
+    load_checkpoint,
+)
+from tests.conftest import SyntheticDigits
+
+
+def _data(n: int = 256, seed: int = 0) -> AugmentedDigitDataset:
+    return AugmentedDigitDataset(SyntheticDigits(n, seed=seed), seed=seed)
+
+
+def _trainer(**kwargs: Any) -> Trainer:
+    torch.manual_seed(0)
+    options: dict[str, Any] = {"epochs": 2, "batch_size": 64, "device": "cpu", "precision": "fp32"}
+    return Trainer(presets.mnist_sum(), **(options | kwargs))
+
+
+class LossSum(Callback):
+    """A user's callback with state: the sum of every batch loss so far."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.batches = 0
+
+    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: torch.Tensor) -> None:
+        self.total += float(loss)
+        self.batches += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total, self.batches = state["total"], state["batches"]
+
+
+class StopAt(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_defaults_in_order_and_others_before_the_saving_ones() -> None:
+    trainer = _trainer(progress=True, callbacks=[LossSum()])
+    assert list(trainer.callbacks) == [
+        "progress_bar",
+        "epoch_log",
+        "loss_sum",
+        "model_checkpoint",
+        "run_files",
+    ]
+
+
+def test_a_default_is_replaced_or_removed_by_name() -> None:
+    mine = ModelCheckpoint()
+    trainer = _trainer(callbacks=[mine, ("epoch_log", None)])
+    assert trainer.callbacks["model_checkpoint"] is mine
+    assert "epoch_log" not in trainer.callbacks
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "error", "message"),
+    [
+        (
+            [("no_such", None)],
+            ValueError,
+            "Cannot remove callback 'no_such': the default callbacks are 'progress_bar', "
+            "'epoch_log', 'model_checkpoint', 'run_files'",
+        ),
+        ([LossSum(), LossSum()], ValueError, "Two callbacks are named 'loss_sum'; give one"),
+        ([("x", "not a callback")], TypeError, "Expected each callback to be a Callback or a"),
+    ],
+)
+def test_bad_callbacks(callbacks: list[Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=f"^{message}"):
+        _trainer(callbacks=callbacks)
+
+
+def test_a_user_callback_keeps_its_state_across_a_resume(tmp_path: Path) -> None:
+    straight = LossSum()
+    _trainer(epochs=3, output_dir=tmp_path / "a", callbacks=[straight]).fit(_data())
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(epochs=3, output_dir=tmp_path / "b", callbacks=[LossSum(), StopAt(3)]).fit(_data())
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["callbacks"]["loss_sum"]["batches"] == 8
+    resumed = LossSum()
+    _trainer(epochs=3, output_dir=tmp_path / "b", callbacks=[resumed]).fit(_data(), resume=True)
+    assert (resumed.total, resumed.batches) == (straight.total, straight.batches)
+
+
+def test_early_stopping_resumed_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    """min_delta large enough that no epoch improves after the first: it stops at epoch 3 of 6."""
+
+    def stopper() -> EarlyStopping:
+        return EarlyStopping("train_loss", patience=2, min_delta=1e6)
+
+    straight = _trainer(epochs=6, output_dir=tmp_path / "a", callbacks=[stopper()])
+    history = straight.fit(_data())
+    assert history.metric("epoch") == [1, 2, 3] and history.stop_reason is not None
+
+    with pytest.raises(KeyboardInterrupt):  # after epoch 2: one bad epoch counted
+        _trainer(epochs=6, output_dir=tmp_path / "b", callbacks=[stopper(), StopAt(3)]).fit(_data())
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")["callbacks"]["early_stopping"]
+    assert saved["bad_epochs"] == 1
+    resumed = _trainer(epochs=6, output_dir=tmp_path / "b", callbacks=[stopper()])
+    again = resumed.fit(_data(), resume=True)
+    assert again.metric("epoch") == [1, 2, 3]  # without its state it would run to epoch 4
+    assert again.stop_reason == history.stop_reason
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in again.epochs]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs]
