@@ -51,6 +51,10 @@ nitpick_ignore = [
         "multitask_mnist.presets.Builder",
         "OptimizerFactory",
         "SchedulerFactory",
+        # torch documents these as torch.optim.Optimizer and LRScheduler; autodoc
+        # names them by their defining module, which torch's inventory does not list.
+        "torch.optim.optimizer.Optimizer",
+        "torch.optim.lr_scheduler.LRScheduler",
     )
 ]
 intersphinx_mapping = {

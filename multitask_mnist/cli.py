@@ -78,8 +78,9 @@ class _Parser(argparse.ArgumentParser):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of the documented run, shared by ``train`` and the example scripts.
 
-    The defaults are the Trainer's own (:meth:`Trainer.get_default_config`); values
-    are checked once, by the library, when the run starts.
+    The defaults are the Trainer's own
+    (:meth:`~multitask_mnist.training.Trainer.get_default_config`); values are checked
+    once, by the library, when the run starts.
 
     Args:
         parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
@@ -219,7 +220,8 @@ def mnist_test_split(
     """The 10,000 test images, paired with the same numbers in every run (``TEST_SEED``).
 
     Args:
-        root: The folder holding ``MNIST/raw/``; ``None`` for :func:`default_root`.
+        root: The folder holding ``MNIST/raw/``; ``None`` for
+            :func:`~multitask_mnist.data.default_root`.
         download: Download MNIST into ``root`` if it is missing.
 
     Returns:
@@ -296,7 +298,8 @@ def print_test_result(metrics: dict[str, float], n: int) -> None:
     """Print the test line of the original tutorial and the adder's line.
 
     Args:
-        metrics: From :meth:`Trainer.test` or :meth:`Trainer.evaluate`.
+        metrics: From :meth:`~multitask_mnist.training.Trainer.test` or
+            :meth:`~multitask_mnist.training.Trainer.evaluate`.
         n: The number of test images.
 
     Example:

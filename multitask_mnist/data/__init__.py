@@ -4,6 +4,7 @@ from multitask_mnist.data._idx import DataFileError
 from multitask_mnist.data.augmented import AugmentedDigitDataset, DigitSample
 from multitask_mnist.data.image import MNIST_MEAN, MNIST_STD, image_to_tensor, normalize
 from multitask_mnist.data.mnist import DATA_ENV_VAR, default_root, load_mnist
+from multitask_mnist.data.multi_mnist import MultiMNIST, MultiMNISTSample, overlay_digits
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -12,8 +13,11 @@ __all__ = [
     "AugmentedDigitDataset",
     "DataFileError",
     "DigitSample",
+    "MultiMNIST",
+    "MultiMNISTSample",
     "default_root",
     "image_to_tensor",
     "load_mnist",
     "normalize",
+    "overlay_digits",
 ]

@@ -169,9 +169,11 @@ class DynamicWeightAverage(LossWeighting):
         self.running_count = torch.zeros_like(self.running_count)
 
     def get_extra_state(self) -> dict[str, Tensor]:
+        """This process's running sums of the epoch, saved with the module's state."""
         return {"running_sum": self.running_sum, "running_count": self.running_count}
 
     def set_extra_state(self, state: Any) -> None:
+        """Take back what :meth:`get_extra_state` saved."""
         self.running_sum = state["running_sum"].clone()
         self.running_count = state["running_count"].clone()
 

@@ -30,12 +30,13 @@ __all__ = [
 OptimizerFactory = Callable[[list[dict[str, Any]]], Optimizer]
 SchedulerFactory = Callable[[Optimizer, int], LRScheduler]
 
-#: Optimizers that :func:`create_optimizer` accepts by name.
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+_OPTIMIZER_CLASSES: dict[str, Callable[..., Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,
 }
+#: Optimizers that :func:`create_optimizer` accepts by name.
+OPTIMIZERS = tuple(_OPTIMIZER_CLASSES)
 #: Learning-rate schedules that :func:`create_scheduler` accepts by name; each steps once
 #: per batch.
 SCHEDULERS = ("onecycle", "cosine", "constant")
@@ -98,7 +99,7 @@ def create_optimizer(
     if callable(optimizer):
         return optimizer(groups)
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    return OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
+    return _OPTIMIZER_CLASSES[optimizer](groups, lr=lr, weight_decay=weight_decay)
 
 
 def create_scheduler(

@@ -42,7 +42,8 @@ class Callback:
 
     @property
     def name(self) -> str:
-        """The callback's name: its class name in snake case, unless a subclass sets it."""
+        """Its class name in snake case (``ModelCheckpoint`` is ``model_checkpoint``),
+        unless a subclass sets another."""
         chars = type(self).__name__
         return "".join(
             f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(chars)
