@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets
 from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
 from multitask_mnist.data import DATA_ENV_VAR
-from multitask_mnist.training import Trainer, TrainingInterrupted
+from multitask_mnist.training import Trainer, TrainingInterrupted, distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     # Data: MNIST images, each paired with a number 0-9 drawn from the seed.
     download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)  # into ./data
     images = load_mnist(args.data_dir, train=True, download=download)
-    if args.limit is not None:
-        images = Subset(images, range(args.limit))
+    if args.limit is not None:  # the first N images, for a quick try
+        images = Subset(images, range(min(args.limit, len(images))))
     train = AugmentedDigitDataset(images, seed=args.seed)
     test = mnist_test_split(args.data_dir, download)  # the same 10,000 pairs every run
 
@@ -55,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         output_dir=args.output_dir,  # checkpoints, metrics.json, history.csv, plots
         progress=not args.no_progress,
+        config={"limit": args.limit},  # recorded in checkpoints and metrics.json
     )
     try:
         trainer.fit(train, resume=args.resume)
     except TrainingInterrupted as stopped:  # SIGTERM or Ctrl-C: saved, resumable
-        print(stopped, file=sys.stderr)
+        if distributed.is_main_process():
+            print(stopped, file=sys.stderr)
         return 128 + stopped.signal_number
     metrics = trainer.test(test)
-    print("Finished Training")
-    print_test_result(metrics, len(test))
+    if distributed.is_main_process():  # under torchrun, one process prints
+        print("Finished Training")
+        print_test_result(metrics, len(test))
     return 0
 
 

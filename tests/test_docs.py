@@ -17,6 +17,7 @@ MODULES = [
     "multitask_mnist.data",
     "multitask_mnist.models",
     "multitask_mnist.losses",
+    "multitask_mnist.tasks",
     "multitask_mnist.presets",
     "multitask_mnist.training",
     "multitask_mnist.training.distributed",

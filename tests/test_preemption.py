@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from multitask_mnist.training import load_checkpoint
+from multitask_mnist.training.run_lock import RunLock
 from tests.conftest import write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def _signal_during(
     )
     deadline = time.monotonic() + 180
     while process.poll() is None and time.monotonic() < deadline:
-        # training has begun once fit() locked the folder; then wait for the epoch before
+        # training has begun once the Trainer locked the folder; then wait for the epoch
         if (out / ".lock").exists() and _epochs_done(out) >= epoch - 1:
             break
         time.sleep(0.02)
@@ -151,7 +152,9 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
         ), result.stderr[-3000:]
         if launcher is not TORCHRUN:
             assert "Traceback" not in result.stderr
-        assert not (out / ".lock").exists()  # released on the way out
+        lock = RunLock(out)  # released on the way out: this process can take it
+        lock.acquire()
+        lock.release()
     resumed = subprocess.run(
         _command(out, launcher, "--resume"),
         env=_env(data),

@@ -7,6 +7,7 @@ from multitask_mnist.losses.functional import (
     task_losses,
     uncertainty_weighted_loss,
     weighted_multi_loss,
+    weighted_sum,
 )
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.losses.weighting import (
@@ -29,4 +30,5 @@ __all__ = [
     "task_losses",
     "uncertainty_weighted_loss",
     "weighted_multi_loss",
+    "weighted_sum",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -16,6 +16,7 @@ __all__ = [
     "task_losses",
     "uncertainty_weighted_loss",
     "weighted_multi_loss",
+    "weighted_sum",
 ]
 
 _DWA_MIN_SHARE = 1e-6
@@ -108,13 +109,31 @@ def weighted_multi_loss(
         (0.5, 0.5)
     """
     parts = task_losses(digit_logits, sum_pred, digit, sum_target, adder)
-    terms = [
-        weights[task] * loss
-        for task, loss in parts.items()
-        if isinstance(weights[task], Tensor) or weights[task] != 0
-    ]
-    total = sum(terms[1:], terms[0]) if terms else parts["digit"] * 0.0
+    total = weighted_sum(list(parts.values()), [weights[task] for task in parts])
     return MultiLossOutput(total, parts)
+
+
+def weighted_sum(losses: Sequence[Tensor], weights: Sequence[float | Tensor]) -> Tensor:
+    """``sum(w * loss)``, leaving out the terms of weight zero, so a task weighted zero
+    contributes nothing, not even a NaN.
+
+    Args:
+        losses: ``K`` scalar losses.
+        weights: ``K`` weights, numbers or scalar tensors (a tensor is always kept).
+
+    Returns:
+        The ``()`` total; zero (with the first loss's graph) when every weight is zero.
+
+    Example:
+        >>> weighted_sum([torch.tensor(2.0), torch.tensor(float("nan"))], [1.0, 0.0])
+        tensor(2.)
+    """
+    terms = [
+        weight * loss
+        for loss, weight in zip(losses, weights, strict=True)
+        if isinstance(weight, Tensor) or weight != 0
+    ]
+    return sum(terms[1:], terms[0]) if terms else losses[0] * 0.0
 
 
 def uncertainty_weighted_loss(losses: Tensor, log_vars: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from multitask_mnist.losses.functional import dwa_weights, uncertainty_weighted_loss
+from multitask_mnist.losses.functional import (
+    dwa_weights,
+    uncertainty_weighted_loss,
+    weighted_sum,
+)
 
 __all__ = [
     "DynamicWeightAverage",
@@ -75,13 +79,10 @@ class FixedWeighting(LossWeighting):
     def __init__(self, weights: Tensor) -> None:
         super().__init__(weights.numel())
         self.register_buffer("fixed", weights.float().clone(), persistent=False)
-        self._used = [i for i, w in enumerate(weights.tolist()) if w != 0]
+        self._values = weights.tolist()
 
     def forward(self, losses: Tensor) -> Tensor:
-        if not self._used:
-            return losses[0] * 0.0
-        terms = [self.fixed[i] * losses[i] for i in self._used]
-        return sum(terms[1:], terms[0])
+        return weighted_sum(list(losses.unbind()), self._values)
 
     def weights(self) -> Tensor:
         return self.fixed

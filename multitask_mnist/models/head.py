@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from multitask_mnist._validation import check_choice, check_int
 
-__all__ = ["FUSION_MODES", "AdderCertificate", "Fusion", "ScalarFusionHead"]
+__all__ = ["EXACT_SLACK", "FUSION_MODES", "AdderCertificate", "Fusion", "ScalarFusionHead"]
 
 Fusion = Literal["argmax", "expectation", "straight_through"]
 #: The ways the digit logits are reduced to one digit estimate.
@@ -36,6 +36,11 @@ def digit_estimate(logits: Tensor, fusion: str) -> Tensor:
     return hard + (soft - soft.detach())
 
 
+#: How much margin :meth:`ScalarFusionHead.certificate` asks for beyond zero: far above
+#: the float32 rounding of the forward pass (about 1e-6 on sums up to 18).
+EXACT_SLACK = 1e-4
+
+
 def _power_of_two(value: float) -> float:
     """The power of two nearest ``value`` (in log scale): a scale that float32 divides exactly."""
     return float(2.0 ** round(math.log2(value)))
@@ -48,15 +53,16 @@ class AdderCertificate(NamedTuple):
     inputs ``(digit, side_1, ..., side_k)``. ``max_error`` is the largest
     ``|sum - (digit + side_1 + ... + side_k)|`` over every digit class and every
     whole side value in range; the error is affine, so it peaks at a corner of that
-    box. Rounding gives the exact sum on the whole grid exactly when
-    ``margin = 0.5 - max_error`` is positive.
+    box. Rounding this map gives the exact sum on the whole grid exactly when
+    ``margin = 0.5 - max_error`` is positive; ``exact`` asks for a margin above
+    :data:`EXACT_SLACK`, which also covers the float32 rounding of the forward pass.
 
     Attributes:
         coefficients: ``(1 + num_side,)`` weights of the digit and side inputs.
         intercept: The constant term.
         max_error: Largest distance from the exact sum over the grid.
         margin: ``0.5 - max_error``; how far the map is from rounding a cell wrong.
-        exact: ``margin > 0``: every (digit, side) pair in range rounds to its sum.
+        exact: ``margin > EXACT_SLACK``: every (digit, side) pair in range rounds to its sum.
 
     Example:
         >>> cert = ScalarFusionHead().certificate()
@@ -270,7 +276,7 @@ class ScalarFusionHead(nn.Module):
         max_error = max(abs(top), abs(bottom))
         margin = 0.5 - max_error
         return AdderCertificate(
-            tuple(coefficients.tolist()), intercept, max_error, margin, margin > 0
+            tuple(coefficients.tolist()), intercept, max_error, margin, margin > EXACT_SLACK
         )
 
     def extra_repr(self) -> str:

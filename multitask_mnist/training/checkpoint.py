@@ -52,14 +52,17 @@ class TrainingState(TypedDict):
     format: int  # CHECKPOINT_FORMAT of the writer
     epoch: int  # epochs completed
     step: int  # batches of the next epoch already trained
+    stop_reason: str | None  # why a callback stopped the run early, if one did
     model: dict[str, Any]  # MultiTaskNet.state_dict()
     loss: dict[str, Any]  # WeightedMultiLoss.state_dict(), learned and running state
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
-    rng: dict[str, Any]  # every global RNG the run draws from
+    rng: list[dict[str, Any]]  # every global RNG state the run draws from, per process
     callbacks: dict[str, dict[str, Any]]  # each callback's state_dict(), by name
     history: list[dict[str, float]]  # History.epochs
-    epoch_state: dict[str, Any]  # the epoch in progress: its metric totals so far
+    # The epoch in progress, when a signal stopped it: its first metrics, its steps, the
+    # time spent, and each process's own sums (metric totals, the loss's running state).
+    epoch_state: dict[str, Any]
     train_time_s: float
     config: dict[str, Any]  # the Trainer's configuration, for the record
     preset: PresetRecord | None  # how to rebuild the model, if a preset built it
@@ -145,12 +148,14 @@ def save_checkpoint(state: TrainingState | dict[str, Any], path: str | os.PathLi
     return path
 
 
-def prepare_output_dir(folder: str | os.PathLike[str]) -> Path:
+def prepare_output_dir(folder: str | os.PathLike[str], *, sweep: bool = True) -> Path:
     """Create ``folder`` if needed, check that files can be written there, and sweep the
     temporary files an interrupted write left behind.
 
     Args:
         folder: A run's output folder.
+        sweep: Remove the temporary files of interrupted writes; the Trainer first
+            locks the folder, so that it never sweeps a live run's files.
 
     Returns:
         ``folder`` as a :class:`~pathlib.Path`.
@@ -172,8 +177,9 @@ def prepare_output_dir(folder: str | os.PathLike[str]) -> Path:
         raise CheckpointError(
             f"Cannot write to the output folder {folder}: {error.strerror or error}"
         ) from error
-    for stale in folder.glob(f".*{_TMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+    if sweep:
+        for stale in folder.glob(f".*{_TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
     return folder
 
 

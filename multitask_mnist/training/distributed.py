@@ -55,12 +55,16 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
-def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap(
+    module: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> torch.nn.Module:
     """Wrap ``module`` in DistributedDataParallel under torchrun; return it as is otherwise.
 
     Args:
         module: What trains, e.g. a :class:`~multitask_mnist.training.TrainingTask`.
         device: The device :func:`setup` returned.
+        find_unused_parameters: Some parameters may get no gradient in a step (a task
+            weighted zero); DDP then looks for them every step, which costs time.
 
     Returns:
         The module to run training steps through; DDP averages every gradient of it.
@@ -73,7 +77,9 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if world_size() == 1:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )
 
 
 def is_initialized() -> bool:

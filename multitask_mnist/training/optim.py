@@ -46,7 +46,11 @@ def param_groups(
     module: nn.Module, *, lr: float, fast: nn.Module | None = None, fast_lr_scale: float = 1.0
 ) -> list[dict[str, Any]]:
     """The trainable parameters of ``module`` in groups: those of ``fast`` (a submodule)
-    at ``lr * fast_lr_scale``, every other one at ``lr``. Empty groups are left out.
+    at ``lr * fast_lr_scale`` and without weight decay, every other one at ``lr``.
+    Empty groups are left out.
+
+    The fast group is the fusion head: it starts as exact addition, and weight decay
+    would shrink it away from that with every step, even where its gradient is zero.
 
     Args:
         module: Everything to train, e.g. a :class:`~multitask_mnist.training.TrainingTask`.
@@ -65,7 +69,10 @@ def param_groups(
     fast_params = [p for p in fast.parameters() if p.requires_grad] if fast is not None else []
     ids = {id(p) for p in fast_params}
     rest = [p for p in module.parameters() if p.requires_grad and id(p) not in ids]
-    groups = [{"params": rest, "lr": lr}, {"params": fast_params, "lr": lr * fast_lr_scale}]
+    groups = [
+        {"params": rest, "lr": lr},
+        {"params": fast_params, "lr": lr * fast_lr_scale, "weight_decay": 0.0},
+    ]
     return [group for group in groups if group["params"]]
 
 
@@ -108,7 +115,9 @@ def create_scheduler(
     """Build a learning-rate schedule that steps once per batch.
 
     ``"onecycle"`` warms up to each group's learning rate and anneals it over
-    ``total_steps``; ``"cosine"`` anneals from it; ``"constant"`` keeps it.
+    ``total_steps`` (a group that a one-cycle schedule ran before keeps its peak,
+    ``max_lr``, so a schedule rebuilt on resume does not start from an annealed rate);
+    ``"cosine"`` anneals from it; ``"constant"`` keeps it.
 
     Args:
         optimizer: The optimizer to schedule.
@@ -132,7 +141,7 @@ def create_scheduler(
     check_choice("scheduler", scheduler, SCHEDULERS)
     steps = max(total_steps, 1)
     if scheduler == "onecycle":
-        peaks = [group["lr"] for group in optimizer.param_groups]
+        peaks = [group.get("max_lr", group["lr"]) for group in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=steps)
     if scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

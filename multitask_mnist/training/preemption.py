@@ -32,7 +32,8 @@ class TrainingInterrupted(RuntimeError):
 
 
 class SignalCatcher:
-    """Remembers the first of :data:`SIGNALS` received; a second one acts as usual.
+    """Remembers the first of :data:`SIGNALS` received; a second one ends the process at
+    once, the operating system's default (it also drops the output folder's lock).
 
     Example:
         >>> catcher = SignalCatcher()

@@ -1,18 +1,24 @@
-"""One run per output folder: a lock file naming the process that holds it."""
+"""One run per output folder: an exclusive lock the operating system releases with its
+process, and a record of who holds it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-import uuid
-import weakref
 from pathlib import Path
+from typing import IO, ClassVar
 
 __all__ = ["LOCK_FILE", "OutputDirLockedError", "RunLock"]
 
 #: The lock's file name inside an output folder.
 LOCK_FILE = ".lock"
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 class OutputDirLockedError(RuntimeError):
@@ -26,99 +32,86 @@ class OutputDirLockedError(RuntimeError):
     """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
-
-
-def _read(path: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _remove_if_ours(path: Path, token: str) -> None:
-    holder = _read(path)
-    if holder is not None and holder.get("token") == token:
-        path.unlink(missing_ok=True)
-
-
 class RunLock:
     """Holds ``folder/.lock`` for this process, from :meth:`acquire` to :meth:`release`.
 
-    The file records the holder's process id, host and a token. A lock whose
-    process is gone (a run killed with ``kill -9``, a machine rebooted) is stale:
-    the next run takes it over, so ``--resume`` after a crash is never blocked. A
-    lock held by this same process (an earlier Trainer in a notebook) is taken over
-    too. A lock held by another live process on this host, or by any process on
-    another host, is refused.
+    The lock is an exclusive ``flock`` on the file, which the operating system drops
+    when the process ends in any way (``kill -9`` included): a crashed run leaves no
+    lock behind, so ``--resume`` is never blocked, and two live runs can never both
+    hold it. The file records the holder's process id and host for the message of the
+    run that is refused. A second lock taken by the same process (a new Trainer in a
+    notebook) takes the folder over from the first.
 
     Args:
-        folder: The output folder.
+        folder: The output folder; it must exist.
 
     Example:
         >>> import tempfile
         >>> lock = RunLock(Path(tempfile.mkdtemp()))
-        >>> lock.acquire(); (lock.folder / LOCK_FILE).exists()
+        >>> lock.acquire(); lock.held
         True
-        >>> lock.release(); (lock.folder / LOCK_FILE).exists()
+        >>> lock.release(); lock.held
         False
     """
 
+    _held_here: ClassVar[dict[Path, RunLock]] = {}  # this process's locks, by folder
+
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.token = uuid.uuid4().hex
-        self.held = False
+        self.folder = Path(folder)
+        self._file: IO[str] | None = None
 
     @property
     def path(self) -> Path:
         return self.folder / LOCK_FILE
 
+    @property
+    def held(self) -> bool:
+        """Whether this lock holds its folder now."""
+        return self._file is not None
+
     def acquire(self) -> None:
         """Take the lock, or raise naming the folder and the run that holds it.
 
         Raises:
-            OutputDirLockedError: A live run elsewhere holds the folder.
+            OutputDirLockedError: Another live process holds the folder.
         """
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token}
-        for _ in range(2):
-            try:
-                with self.path.open("x") as f:
-                    json.dump(record, f)
-                self.held = True
-                # Released when this lock is collected or the interpreter exits.
-                self._finalizer = weakref.finalize(self, _remove_if_ours, self.path, self.token)
-                return
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and self._live_elsewhere(holder):
-                    raise OutputDirLockedError(
-                        f"The output folder {self.folder} is in use by another run (process "
-                        f"{holder.get('pid')} on {holder.get('host')}); wait for it to end or "
-                        f"choose another output folder (if that run is gone, delete {self.path})"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale or our own: take it over
-        raise OutputDirLockedError(f"Could not lock the output folder {self.folder}")
+        key = self.folder.resolve()
+        previous = self._held_here.get(key)
+        if previous is not None and previous is not self:
+            previous.release()  # this process takes its own folder over
+        file = self.path.open("a+")
+        try:
+            if fcntl is not None:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = _parse(file.read())
+            file.close()
+            raise OutputDirLockedError(
+                f"The output folder {self.folder} is in use by another run (process "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')}); wait for it to end "
+                "or choose another output folder"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        file.flush()
+        self._file = file
+        self._held_here[key] = self
 
     def release(self) -> None:
-        """Remove the lock file if this lock still holds it."""
-        if self.held:
-            self._finalizer()
-            self.held = False
+        """Let the folder go (the file stays; the lock is what counts)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.truncate(0)
+            self._file.close()  # closing drops the flock
+            self._file = None
+            self._held_here.pop(self.folder.resolve(), None)
 
-    def _holder(self) -> dict[str, object] | None:
-        return _read(self.path)
 
-    @staticmethod
-    def _live_elsewhere(holder: dict[str, object]) -> bool:
-        pid = holder.get("pid")
-        if holder.get("host") != socket.gethostname():
-            return True  # another machine's process: cannot tell, so do not break it
-        return isinstance(pid, int) and pid != os.getpid() and _alive(pid)
+def _parse(text: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -14,9 +14,9 @@ __all__ = ["TrainingTask"]
 class TrainingTask(nn.Module):
     """A :class:`~multitask_mnist.models.MultiTaskNet` and its loss in one module.
 
-    The Trainer optimizes, wraps in DDP and checkpoints this module whole: learned
-    loss weights are trained, averaged across processes and saved like any other
-    weight, with no special case in the loop.
+    The Trainer optimizes this module and wraps it in DDP whole: learned loss
+    weights are trained and averaged across processes like any other weight, with no
+    special case in the loop (checkpoints keep the model's and the loss's states).
 
     In training mode the true digit teacher-forces the adder (see
     :meth:`~multitask_mnist.models.MultiTaskNet.forward`); in eval mode the model

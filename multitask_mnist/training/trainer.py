@@ -58,7 +58,7 @@ from multitask_mnist.training.optim import (
     param_groups,
 )
 from multitask_mnist.training.preemption import SignalCatcher, TrainingInterrupted, catch_signals
-from multitask_mnist.training.run_lock import OutputDirLockedError, RunLock
+from multitask_mnist.training.run_lock import RunLock
 from multitask_mnist.training.task import TrainingTask
 
 __all__ = ["NonFiniteLossError", "Prediction", "Trainer"]
@@ -112,6 +112,17 @@ def _set_epoch(data: Any, epoch: int) -> None:
             data.set_epoch(epoch)
             return
         data = getattr(data, "dataset", None)
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it moved to the CPU (dicts and lists walked)."""
+    if isinstance(value, Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -174,7 +185,8 @@ class Trainer:
     ``(name, None)`` to remove one; other callbacks run after the reporting ones
     and before the saving ones.
 
-    SIGTERM or SIGINT during :meth:`fit` finishes the current batch, writes a
+    SIGTERM or SIGINT during :meth:`fit` finishes the current batch (under torchrun,
+    the batches up to the next point where the processes agree, at most 16), writes a
     mid-epoch ``last.pt`` (through ``model_checkpoint``) and raises
     :class:`~multitask_mnist.training.TrainingInterrupted`; ``fit(resume=True)``
     continues from that very batch.
@@ -271,7 +283,11 @@ class Trainer:
         task = TrainingTask(model, loss if loss is not None else WeightedMultiLoss())
         self.task: TrainingTask = task.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         # Under torchrun, training steps run through DDP, which averages every gradient.
-        self._train_task: nn.Module = distributed.wrap(self.task, self.device)
+        # A task weighted zero leaves its parameters without gradients: tell DDP.
+        zero = any(weight == 0 for weight in self.loss.weights.values())
+        self._train_task: nn.Module = distributed.wrap(
+            self.task, self.device, find_unused_parameters=zero
+        )
         self.optimizer_spec = optimizer
         self.scheduler_spec = scheduler
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -286,6 +302,7 @@ class Trainer:
         self.train_time = 0.0
         self._epoch_state: _EpochState | None = None
         self._stop_reason: str | None = None
+        self._rng_states: list[Any] = []  # every process's RNG states at the last save point
         self._lock: RunLock | None = None
         self._claim_output_dir()  # a folder in use stops the run now, not after data loading
 
@@ -349,10 +366,16 @@ class Trainer:
     # -- batches ------------------------------------------------------------------------
 
     def _batches(
-        self, data: Dataset[Any], batch_size: int, order: Tensor | None = None
+        self, data: Dataset[Any], batch_size: int, order: Tensor | None = None, seed: int = 0
     ) -> Iterator[DigitSample]:
-        """Yield batches of ``data`` in ``order`` (default: as stored), on the device."""
+        """Yield batches of ``data`` in ``order`` (default: as stored), on the device.
+
+        A loader's own generator is seeded from ``seed``: it leaves the global RNG
+        alone, so a resumed epoch draws the same dropout masks as an uninterrupted one.
+        """
         n = len(data)  # type: ignore[arg-type]
+        if order is not None and order.numel() == 0:
+            return  # torch.split would still yield one empty chunk
         chunks = torch.split(order if order is not None else torch.arange(n), batch_size)
         get_batch = getattr(data, "get_batch", None)
         non_blocking = self.device.type == "cuda"
@@ -365,6 +388,7 @@ class Trainer:
             batch_sampler=[c.tolist() for c in chunks],
             num_workers=self.num_workers,
             pin_memory=non_blocking,
+            generator=torch.Generator().manual_seed(seed),
         )
         for batch in loader:
             yield DigitSample(*batch).to(self.device, non_blocking=non_blocking)
@@ -434,7 +458,8 @@ class Trainer:
         if len(train_data) == 0:  # type: ignore[arg-type]
             raise ValueError("Expected `train_data` to hold at least one sample, got 0")
         self._claim_output_dir()
-        self.steps_per_epoch = math.ceil(len(self._epoch_order(train_data, 1)) / self.batch_size)
+        shard = math.ceil(len(train_data) / distributed.world_size())  # type: ignore[arg-type]
+        self.steps_per_epoch = math.ceil(shard / self.batch_size)
         _runtime.seed_everything(self.seed)
         groups = param_groups(
             self.task, lr=self.lr, fast=self.model.head, fast_lr_scale=self.head_lr_scale
@@ -449,7 +474,8 @@ class Trainer:
             self._resume(self.output_dir / LAST_CHECKPOINT)
         with catch_signals() as signals:
             self._fire("on_fit_start")
-            for epoch in range(self.epoch + 1, self.epochs + 1):
+            epochs = range(self.epoch + 1, self.epochs + 1) if self.stop_reason is None else ()
+            for epoch in epochs:
                 metrics = self._train_epoch(train_data, epoch, signals)
                 if val_data is not None:
                     metrics |= _prefixed("val_", self._evaluate(val_data)[0])
@@ -457,6 +483,18 @@ class Trainer:
                 if self.stop_reason is not None:
                     logger.info("Stopping early after epoch %d: %s", epoch, self.stop_reason)
                     break
+            # A signal after the last check (in a last validation or the epoch's writes)
+            # still stops the run: the checkpoint on disk is complete.
+            late = self._check(
+                torch.full((), -1, device=self.device), signals, self.epoch, due=True
+            )
+            if late is not None:
+                name = signal.Signals(late).name
+                raise TrainingInterrupted(
+                    f"Stopped by {name} after epoch {self.epoch}, the last one; "
+                    f"{self._resume_hint()}",
+                    late,
+                )
         self.history.stop_reason = self.stop_reason
         self._fire("on_fit_end", self.history)
         return self.history
@@ -471,20 +509,33 @@ class Trainer:
         failure: Exception | None = None
         if self.output_dir is not None and distributed.is_main_process():
             try:
-                prepare_output_dir(self.output_dir)
+                prepare_output_dir(self.output_dir, sweep=False)
                 if self._lock is None or not self._lock.held:
                     self._lock = RunLock(self.output_dir)
                     self._lock.acquire()
-            except (CheckpointError, OutputDirLockedError) as error:
+                prepare_output_dir(self.output_dir)  # locked: now sweep leftovers safely
+            except Exception as error:  # every rank must learn of it, or the others hang
                 failure = error
+        self._agree(failure, f"rank 0 could not claim the output folder {self.output_dir}")
+
+    def _agree(self, failure: BaseException | None, what: str) -> None:
+        """Raise ``failure`` here, or on every other process an error saying ``what``
+        failed elsewhere: no process is left waiting for one that stopped."""
         failed = torch.tensor(int(failure is not None), device=self.device)
         distributed.all_reduce_max(failed)
         if failure is not None:
             raise failure
         if int(failed):
-            raise OutputDirLockedError(
-                f"Rank 0 could not claim the output folder {self.output_dir}"
-            )
+            raise RuntimeError(f"Stopping: {what}")
+
+    def _fire_on_all(self, event: str, *args: Any) -> None:
+        """Fire an event whose callbacks may fail on one process (rank 0 writes files)."""
+        failure: Exception | None = None
+        try:
+            self._fire(event, *args)
+        except Exception as error:
+            failure = error
+        self._agree(failure, f"a callback failed in {event} on another process")
 
     def close(self) -> None:
         """Release the output folder's lock (also done when the process exits).
@@ -517,7 +568,8 @@ class Trainer:
         optimizer, scheduler = self._optimization()
         order = self._epoch_order(data, epoch)[self.step * self.batch_size :]
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        for step, batch in enumerate(self._batches(data, self.batch_size, order), self.step):
+        batches = self._batches(data, self.batch_size, order, seed=_epoch_seed(self.seed, epoch))
+        for step, batch in enumerate(batches, self.step):
             with _runtime.autocast(self.device, self.autocast_dtype):
                 output, loss = self._train_task(batch, self._image(batch.image))
             optimizer.zero_grad(set_to_none=True)
@@ -581,27 +633,36 @@ class Trainer:
         elapsed = state.elapsed_s + time.perf_counter() - tic
         per_rank = distributed.all_gather_object(self._own_epoch_state(state))
         self._epoch_state = state._replace(elapsed_s=elapsed, per_rank=per_rank)
-        self._fire("on_train_interrupted", epoch, self.step)
-        distributed.barrier()
+        self._gather_rng()
+        self._fire_on_all("on_train_interrupted", epoch, self.step)
         where = f"epoch {epoch}, step {self.step} of {self.steps_per_epoch}"
-        saved = (
-            f"saved {self.output_dir / LAST_CHECKPOINT}; resume with fit(resume=True) "
-            "(on the command line: the same command with --resume)"
-            if self.output_dir is not None and "model_checkpoint" in self.callbacks
-            else "nothing was saved (no output_dir or no model_checkpoint callback)"
-        )
         name = signal.Signals(signal_number).name
-        raise TrainingInterrupted(f"Stopped by {name} at {where}; {saved}", signal_number)
+        raise TrainingInterrupted(
+            f"Stopped by {name} at {where}; {self._resume_hint()}", signal_number
+        )
+
+    def _resume_hint(self) -> str:
+        if self.output_dir is not None and "model_checkpoint" in self.callbacks:
+            return (
+                f"saved {self.output_dir / LAST_CHECKPOINT}; resume with fit(resume=True) "
+                "(on the command line: the same command with --resume)"
+            )
+        return "nothing was saved (no output_dir or no model_checkpoint callback)"
 
     def _own_epoch_state(self, state: _EpochState) -> dict[str, Any]:
-        """What this process alone has summed in the epoch so far."""
-        return {"totals": state.totals.state_dict(), "loss": self.loss.state_dict()}
+        """What this process alone has summed in the epoch so far, on the CPU."""
+        own = {"totals": state.totals.state_dict(), "loss": self.loss.state_dict()}
+        return cast(dict[str, Any], _to_cpu(own))
+
+    def _gather_rng(self) -> None:
+        """Every process's RNG states, for the checkpoint (each process draws its own)."""
+        self._rng_states = distributed.all_gather_object(_to_cpu(_runtime.get_rng_state()))
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epoch, self.step = epoch, 0
         self.history.epochs.append(metrics)
-        self._fire("on_epoch_end", epoch, metrics)
-        distributed.barrier()
+        self._gather_rng()
+        self._fire_on_all("on_epoch_end", epoch, metrics)
 
     # -- evaluation --------------------------------------------------------------------------
 
@@ -704,8 +765,7 @@ class Trainer:
         metrics, confusion = self._evaluate(data)
         metrics |= self.adder_metrics()
         self._claim_output_dir()
-        self._fire("on_test_end", metrics, confusion)
-        distributed.barrier()
+        self._fire_on_all("on_test_end", metrics, confusion)
         return metrics
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -728,16 +788,18 @@ class Trainer:
                 "metrics": dict(partial.metrics),
                 "per_rank": partial.per_rank or [self._own_epoch_state(partial)],
                 "elapsed_s": partial.elapsed_s,
+                "steps_per_epoch": self.steps_per_epoch,
             }
         return TrainingState(
             format=CHECKPOINT_FORMAT,
             epoch=self.epoch,
             step=self.step,
+            stop_reason=self.stop_reason,
             model=self.model.state_dict(),
             loss=self.loss.state_dict(),
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
-            rng=_runtime.get_rng_state(),
+            rng=self._rng_states or [_to_cpu(_runtime.get_rng_state())],
             callbacks={name: cb.state_dict() for name, cb in self.callbacks.items()},
             history=list(self.history.epochs),
             epoch_state=epoch_state,
@@ -785,16 +847,33 @@ class Trainer:
                 max(self.epochs - self.epoch, 0),
             )
             self.scheduler = self._new_schedule(max(self.epochs - self.epoch, 1))
-        _runtime.set_rng_state(state["rng"])
+        rng = state["rng"]
+        _runtime.set_rng_state(rng[distributed.rank()] if len(rng) > distributed.rank() else rng[0])
+        self._stop_reason = state["stop_reason"]
         self.history = History(list(state["history"]))
         self.train_time = float(state["train_time_s"])
         partial = state["epoch_state"]
         if partial:  # stopped mid-epoch: each process takes back its own sums
             world = distributed.world_size()
-            if len(partial["per_rank"]) != world:
+            then = {
+                "processes": len(partial["per_rank"]),
+                "steps per epoch": partial["steps_per_epoch"],
+                **{key: state["config"][key] for key in ("epochs", "batch_size", "seed")},
+            }
+            now = {
+                "processes": world,
+                "steps per epoch": self.steps_per_epoch,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+            }
+            changed = [
+                f"{key} {then[key]} (now {now[key]})" for key in now if then[key] != now[key]
+            ]
+            if changed:
                 raise CheckpointError(
-                    f"The run was stopped mid-epoch with {len(partial['per_rank'])} "
-                    f"process(es); resume it with as many, not {world}"
+                    "The run was stopped mid-epoch; it resumes only as it was started: "
+                    + ", ".join(changed)
                 )
             own = partial["per_rank"][distributed.rank()]
             totals = MetricAccumulator(self.device)

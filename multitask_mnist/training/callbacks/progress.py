@@ -37,14 +37,15 @@ class ProgressBar(Callback):
             sys.stderr.isatty() and os.environ.get("CI") != "true" and distributed.is_main_process()
         )
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        if self.enabled():
-            self._bar = tqdm(
-                total=trainer.steps_per_epoch, desc=f"Epoch {epoch}", leave=False, unit="batch"
-            )
-            self._bar.update(trainer.step)
-
     def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
+        if self._bar is None and self.enabled():  # also an epoch resumed mid-way
+            self._bar = tqdm(
+                total=trainer.steps_per_epoch,
+                initial=step,
+                desc=f"Epoch {epoch}",
+                leave=False,
+                unit="batch",
+            )
         if self._bar is not None:
             self._bar.update(1)
 
@@ -52,6 +53,9 @@ class ProgressBar(Callback):
         self._close()
 
     def on_train_interrupted(self, trainer: Trainer, epoch: int, step: int) -> None:
+        self._close()
+
+    def on_fit_end(self, trainer: Trainer, history: Any) -> None:
         self._close()
 
     def _close(self) -> None:

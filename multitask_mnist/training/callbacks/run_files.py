@@ -11,7 +11,7 @@ from torch import Tensor
 
 from multitask_mnist.training import distributed
 from multitask_mnist.training.callbacks.base import Callback
-from multitask_mnist.training.checkpoint import prepare_output_dir, write_text_atomic
+from multitask_mnist.training.checkpoint import write_text_atomic
 
 if TYPE_CHECKING:
     from multitask_mnist.training.history import History
@@ -82,6 +82,5 @@ class RunFiles(Callback):
             return
         from multitask_mnist.training import plots
 
-        prepare_output_dir(folder)
         update_metrics_file(folder, {f"test_{name}": value for name, value in metrics.items()})
         plots.save_confusion(confusion, folder)
