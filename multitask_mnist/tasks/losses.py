@@ -1,0 +1,100 @@
+"""Task losses over the labelled samples only: means under a per-sample mask."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from multitask_mnist.tasks.task import MISSING, Task
+
+__all__ = ["label_mask", "masked_mean", "masked_task_losses"]
+
+
+def label_mask(target: Tensor) -> Tensor:
+    """``(B,)`` bool: which samples have a label, where :data:`MISSING` marks the rest.
+
+    Args:
+        target: ``(B,)`` labels; :data:`~multitask_mnist.tasks.MISSING` (-1) or NaN
+            for a sample without one.
+
+    Returns:
+        True where a label is present.
+
+    Example:
+        >>> label_mask(torch.tensor([3, -1, 0])).tolist()
+        [True, False, True]
+    """
+    present = target != MISSING
+    if target.is_floating_point():
+        present &= ~torch.isnan(target)
+    return present
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """The mean of ``values`` where ``mask`` is true; zero where it is true nowhere.
+
+    Masked-out values never reach the result or its gradient, even when they are NaN.
+
+    Args:
+        values: ``(B,)`` per-sample values.
+        mask: ``(B,)`` bool.
+
+    Returns:
+        ``()`` the mean over the masked-in samples, or 0 (keeping ``values``' graph).
+
+    Example:
+        >>> masked_mean(torch.tensor([1.0, float("nan"), 3.0]), torch.tensor([True, False, True]))
+        tensor(2.)
+        >>> masked_mean(torch.tensor([float("nan")]), torch.tensor([False]))
+        tensor(0.)
+    """
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum() / mask.sum().clamp(min=1).to(values.dtype)
+
+
+def masked_task_losses(
+    tasks: Sequence[Task],
+    predictions: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Each task's loss: its mean over the samples that have its label.
+
+    A task's mask is ``masks[name]`` if given, else :func:`label_mask` of its target.
+    A batch with no label for a task gives that task a loss of exactly zero, with no
+    NaN in it or in any gradient.
+
+    Args:
+        tasks: The tasks.
+        predictions: By task name: ``(B, C)`` logits or ``(B,)`` values.
+        targets: By task name: ``(B,)`` labels.
+        masks: By task name: ``(B,)`` bool, true where the label is present.
+
+    Returns:
+        ``{name: ()}`` float32 losses, in the order of ``tasks``.
+
+    Raises:
+        KeyError: A task without a prediction or a target, named in the message.
+
+    Example:
+        >>> from multitask_mnist.tasks import DIGIT_SUM_TASKS
+        >>> losses = masked_task_losses(
+        ...     DIGIT_SUM_TASKS,
+        ...     {"digit": torch.zeros(2, 10), "sum": torch.tensor([3.0, 5.0])},
+        ...     {"digit": torch.tensor([-1, -1]), "sum": torch.tensor([3, 6])})
+        >>> {name: round(float(v), 3) for name, v in losses.items()}
+        {'digit': 0.0, 'sum': 0.5}
+    """
+    losses: dict[str, Tensor] = {}
+    for task in tasks:
+        for kind, mapping in (("prediction", predictions), ("target", targets)):
+            if task.name not in mapping:
+                raise KeyError(f"No {kind} for task {task.name!r}; got {sorted(mapping)}")
+        target = targets[task.name]
+        mask = masks[task.name] if masks is not None and task.name in masks else label_mask(target)
+        safe = torch.where(mask, target, task.dummy_target(target))
+        per_sample = task.loss_per_sample(predictions[task.name], safe)
+        losses[task.name] = masked_mean(per_sample, mask)
+    return losses

@@ -1,0 +1,115 @@
+"""What a task is: a name, a kind, its per-sample loss and when a prediction is right."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from multitask_mnist._validation import check_choice, check_int
+
+__all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind"]
+
+TaskKind = Literal["multiclass", "binary", "regression"]
+#: The kinds of task the library knows.
+TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
+#: The label that marks a sample without a label for a task, in integer and float
+#: targets alike (where no mask is given; see :func:`~multitask_mnist.tasks.label_mask`).
+MISSING = -1
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def _multiclass_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    return F.cross_entropy(prediction.float(), target.long(), reduction="none")
+
+
+def _binary_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    return F.binary_cross_entropy_with_logits(prediction.float(), target.float(), reduction="none")
+
+
+def _regression_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    return F.mse_loss(prediction.float(), target.float(), reduction="none")
+
+
+_DEFAULT_LOSSES: dict[str, PerSampleLoss] = {
+    "multiclass": _multiclass_loss,
+    "binary": _binary_loss,
+    "regression": _regression_loss,
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a multi-task problem.
+
+    Args:
+        name: The task's name: the key of its prediction, its target and its metrics
+            (``digit_accuracy``).
+        kind: ``"multiclass"`` (logits ``(B, C)``, integer targets ``0..C-1``),
+            ``"binary"`` (one logit ``(B,)``, targets 0 or 1) or ``"regression"``
+            (values ``(B,)``, real targets; right when the rounded value equals the
+            target, as for a sum).
+        num_classes: ``C``, for ``"multiclass"`` only.
+        loss: A per-sample loss ``(prediction, target) -> (B,)``; defaults by kind to
+            cross-entropy, binary cross-entropy on logits, or squared error.
+
+    Raises:
+        ValueError: An empty name, an unknown kind, or ``num_classes`` missing for a
+            multiclass task, given for another kind, or below 2.
+
+    Example:
+        >>> digit = Task("digit", "multiclass", num_classes=10)
+        >>> digit.loss_per_sample(torch.zeros(2, 10), torch.tensor([3, 7])).shape
+        torch.Size([2])
+        >>> Task("sum", "regression").correct(torch.tensor([6.6, 7.4]), torch.tensor([7, 7]))
+        tensor([True, True])
+    """
+
+    name: str
+    kind: TaskKind
+    num_classes: int | None = None
+    loss: PerSampleLoss | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Expected argument `name` to be a non-empty str, got {self.name!r}")
+        check_choice("kind", self.kind, TASK_KINDS)
+        if self.kind == "multiclass":
+            if self.num_classes is None:
+                raise ValueError(f"Task {self.name!r} is multiclass: give its `num_classes`")
+            check_int("num_classes", self.num_classes, minimum=2)
+        elif self.num_classes is not None:
+            raise ValueError(
+                f"Argument `num_classes` applies to multiclass tasks only; task {self.name!r} "
+                f"is {self.kind}"
+            )
+
+    def loss_per_sample(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``(B,)`` float32 loss of each sample (every target must be a valid label)."""
+        function = self.loss if self.loss is not None else _DEFAULT_LOSSES[self.kind]
+        return function(prediction, target)
+
+    def predicted(self, prediction: Tensor) -> Tensor:
+        """``(B,)`` the predicted label: the class, 0/1, or the rounded value."""
+        if self.kind == "multiclass":
+            return prediction.argmax(dim=-1)
+        if self.kind == "binary":
+            return (prediction > 0).long()
+        return prediction.float().round()
+
+    def correct(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``(B,)`` bool: whether each prediction is right."""
+        return self.predicted(prediction) == target.to(self.predicted(prediction).dtype)
+
+    def dummy_target(self, target: Tensor) -> Tensor:
+        """A valid label of ``target``'s shape and dtype, to stand in for missing ones."""
+        return torch.zeros_like(target)
+
+
+#: The canonical pair: the digit (10 classes) and the sum (a regression), by name.
+DIGIT_SUM_TASKS = (Task("digit", "multiclass", num_classes=10), Task("sum", "regression"))
