@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,24 @@ class SyntheticDigits(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.data[index], int(self.targets[index])
+
+
+def interrupted_run_command(out: Path, *extra: str, launcher: tuple[str, ...] = ()) -> list[str]:
+    """``multitask-mnist train`` for 3 epochs of 2,000 images in batches of 50 (40 steps an
+    epoch), into ``out``: the run the kill -9 and preemption tests interrupt and resume."""
+    return [
+        *(launcher or (sys.executable,)),
+        "-m",
+        "multitask_mnist",
+        "train",
+        "--epochs",
+        "3",
+        "--limit",
+        "2000",
+        "--batch-size",
+        "50",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,28 +13,13 @@ import pytest
 import torch
 
 from multitask_mnist.training import load_checkpoint
-from tests.conftest import write_fake_mnist
+from tests.conftest import interrupted_run_command, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _command(out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "multitask_mnist",
-        "train",
-        "--epochs",
-        "3",
-        "--limit",
-        "2000",
-        "--batch-size",
-        "50",
-        "--output-dir",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
+    return interrupted_run_command(out, *extra)
 
 
 def _env(data: Path) -> dict[str, str]:

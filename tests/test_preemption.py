@@ -17,7 +17,7 @@ import torch
 
 from multitask_mnist.training import load_checkpoint
 from multitask_mnist.training.run_lock import RunLock
-from tests.conftest import write_fake_mnist
+from tests.conftest import interrupted_run_command, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -25,24 +25,8 @@ STEPS = 40  # 2,000 images in batches of 50 (per process: 20 under torchrun)
 
 
 def _command(out: Path, launcher: list[str], *extra: str) -> list[str]:
-    return [
-        *launcher,
-        "-m",
-        "multitask_mnist",
-        "train",
-        "--epochs",
-        "3",
-        "--limit",
-        "2000",
-        "--batch-size",
-        "50",
-        "--output-dir",
-        str(out),
-        "--no-progress",
-        "--loss-strategy",
-        "dwa",  # running loss sums per process: they must survive a mid-epoch stop too
-        *extra,
-    ]
+    # DWA keeps running loss sums per process: they must survive a mid-epoch stop too.
+    return interrupted_run_command(out, "--loss-strategy", "dwa", *extra, launcher=tuple(launcher))
 
 
 def _env(data: Path) -> dict[str, str]:
