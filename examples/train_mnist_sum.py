@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     images = load_mnist(args.data_dir, train=True, download=download)
     if args.limit is not None:  # the first N images, for a quick try
         images = Subset(images, range(min(args.limit, len(images))))
-    train = AugmentedDigitDataset(images, seed=args.seed)
+    # --digit-labels 0.01 keeps the digit label on 1% of the images: the rest teach the sum.
+    train = AugmentedDigitDataset(images, seed=args.seed, digit_labels=args.digit_labels)
     test = mnist_test_split(args.data_dir, download)  # the same 10,000 pairs every run
 
     # The documented network, and the loss: cross-entropy plus MSE, equal weights.
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         output_dir=args.output_dir,  # checkpoints, metrics.json, history.csv, plots
         progress=not args.no_progress,
-        config={"limit": args.limit},  # recorded in checkpoints and metrics.json
+        config={"limit": args.limit, "digit_labels": args.digit_labels},  # for the record
     )
     try:
         trainer.fit(train, resume=args.resume)

@@ -84,7 +84,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     Args:
         parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
-            ``--data-dir``, ``--output-dir``, ``--limit``, ``--resume``, ``--fusion``,
+            ``--data-dir``, ``--output-dir``, ``--limit``, ``--digit-labels``,
+            ``--resume``, ``--fusion``,
             ``--loss-strategy``, ``--precision``, ``--device`` and ``--no-progress``.
 
     Example:
@@ -126,6 +127,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="train on the first N training images; the test still uses all 10,000",
+    )
+    parser.add_argument(
+        "--digit-labels",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="keep the digit label on this fraction of the training images, chosen by "
+        "--seed; the others train the sum only (default: 1)",
     )
     parser.add_argument(
         "--resume",
@@ -278,13 +287,13 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         precision=args.precision,
         output_dir=args.output_dir,
         progress=not args.no_progress,
-        config={"limit": args.limit},
+        config={"limit": args.limit, "digit_labels": args.digit_labels},
     )
     root, download = _data_root(args.data_dir)
     train_base: Any = load_mnist(root, train=True, download=download)
     if args.limit is not None:
         train_base = Subset(train_base, range(min(args.limit, len(train_base))))
-    train_data = AugmentedDigitDataset(train_base, seed=args.seed)
+    train_data = AugmentedDigitDataset(train_base, seed=args.seed, digit_labels=args.digit_labels)
     test_data = mnist_test_split(root, download)
     trainer.fit(train_data, resume=args.resume)
     metrics = trainer.test(test_data)

@@ -302,3 +302,22 @@ def test_no_hand_packed_lines_are_left_behind_fmt_skip() -> None:
         if pragma in path.read_text()
     ]
     assert offenders == []
+
+
+def test_train_with_digit_labels_on_half_the_images(small_mnist: Path, tmp_path: Path) -> None:
+    result = _run(
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "100",
+        "--digit-labels",
+        "0.5",
+        "--output-dir",
+        str(tmp_path),
+        data=small_mnist,
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["digit_labels"] == 0.5
+    assert "test_digit_accuracy" in metrics  # the test split keeps every label

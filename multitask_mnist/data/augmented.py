@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from multitask_mnist._validation import check_int
+from multitask_mnist._validation import check_int, check_number
 from multitask_mnist.data.image import (
     IMAGE_SHAPE,
     MNIST_MEAN,
@@ -17,6 +17,7 @@ from multitask_mnist.data.image import (
     image_to_tensor,
     normalize,
 )
+from multitask_mnist.tasks.task import MISSING
 
 __all__ = ["AugmentedDigitDataset", "DigitSample"]
 
@@ -29,8 +30,9 @@ class DigitSample(NamedTuple):
     Attributes:
         image: ``(1, 28, 28)`` float32, normalized with MNIST's mean and std.
         number: ``()`` int64, the second input.
-        digit: ``()`` int64, the digit in the image, 0-9.
-        sum: ``()`` int64, ``digit + number``.
+        digit: ``()`` int64, the digit in the image, 0-9, or
+            :data:`~multitask_mnist.tasks.MISSING` (-1) where its label is hidden.
+        sum: ``()`` int64, the true ``digit + number``.
 
     Example:
         >>> import torch
@@ -76,16 +78,25 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
     are normalized straight from the uint8 tensor, and :meth:`get_batch` fetches
     a whole batch with one tensor index. Both paths give identical samples.
 
+    **Missing labels.** With ``digit_labels`` below 1, only that fraction of the
+    images keep their digit label, chosen once from ``seed`` (the same images in
+    every epoch); the others carry :data:`~multitask_mnist.tasks.MISSING` (-1) as
+    their digit, and still their true sum. Losses and metrics count a task over the
+    samples that have its label only.
+
     Args:
         base: The ``(image, label)`` dataset.
         low: Smallest number drawn.
         high: Largest number drawn (inclusive).
-        seed: Seed of the draw.
+        seed: Seed of the draw, and of the choice of labelled images.
+        digit_labels: The fraction of images that keep their digit label, in [0, 1];
+            ``round(digit_labels * N)`` of them.
 
     Raises:
-        TypeError: ``low``, ``high`` or ``seed`` is not an int.
-        ValueError: ``low > high``, or the base's tensors hold a label outside
-            0-9 or images that are not 28x28.
+        TypeError: ``low``, ``high`` or ``seed`` is not an int, ``digit_labels`` not a
+            number.
+        ValueError: ``low > high``, ``digit_labels`` outside [0, 1], or the base's
+            tensors hold a label outside 0-9 or images that are not 28x28.
 
     Example:
         >>> import torch
@@ -107,17 +118,44 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
     IMAGE_SHAPE = IMAGE_SHAPE
     NUM_CLASSES = 10
 
-    def __init__(self, base: Dataset[Any], *, low: int = 0, high: int = 9, seed: int = 0) -> None:
+    def __init__(
+        self,
+        base: Dataset[Any],
+        *,
+        low: int = 0,
+        high: int = 9,
+        seed: int = 0,
+        digit_labels: float = 1.0,
+    ) -> None:
         self.low = check_int("low", low)
         self.high = check_int("high", high)
         self.seed = check_int("seed", seed)
         if low > high:
             raise ValueError(f"Expected `low` <= `high`, got low={low}, high={high}")
+        self.digit_labels = check_number("digit_labels", digit_labels, minimum=0.0)
+        if digit_labels > 1:
+            raise ValueError(
+                f"Expected argument `digit_labels` to be in [0, 1], got {digit_labels}"
+            )
         self.base = base
         self._length = len(base)  # type: ignore[arg-type]
         self._source = self._tensor_source(base)
         self._epoch: int | None = None
         self._numbers = self._draw(None)
+        self._labelled = self._choose_labelled()
+
+    @property
+    def labelled(self) -> Tensor:
+        """``(N,)`` bool: which images keep their digit label."""
+        return self._labelled
+
+    def _choose_labelled(self) -> Tensor:
+        kept = round(self.digit_labels * self._length)
+        generator = torch.Generator().manual_seed((self.seed * 7_919 + 104_729) % _SEED_MODULUS)
+        chosen = torch.randperm(self._length, generator=generator)[:kept]
+        mask = torch.zeros(self._length, dtype=torch.bool)
+        mask[chosen] = True
+        return mask
 
     # -- the draw -----------------------------------------------------------------
 
@@ -162,7 +200,8 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
         image, label = self.base[index]
         digit = self._check_label(label, index)
         number = self._numbers[index]
-        return DigitSample(self._to_image(image, index), number, digit, digit + number)
+        shown = digit if self._labelled[index] else torch.tensor(MISSING)
+        return DigitSample(self._to_image(image, index), number, shown, digit + number)
 
     def __getitems__(self, indices: list[int]) -> list[DigitSample]:
         """Fetch many items at once; :class:`~torch.utils.data.DataLoader` calls this."""
@@ -185,13 +224,15 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
         image = normalize(self._source.data[rows].unsqueeze(1))
         digit = self._source.targets[rows]
         number = self._numbers[idx]
-        return DigitSample(image, number, digit, digit + number)
+        shown = torch.where(self._labelled[idx], digit, MISSING)
+        return DigitSample(image, number, shown, digit + number)
 
     def __repr__(self) -> str:
         path = "tensor" if self._source is not None else "per-sample"
         lines = [
             f"Number of datapoints: {len(self)}",
             f"Numbers: {self.low}..{self.high}, seed {self.seed}, epoch {self._epoch}",
+            f"Digit labels: {int(self._labelled.sum())} of {len(self)}",
             f"Fetch: {path}",
             f"Base: {type(self.base).__name__}",
         ]

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from multitask_mnist.tasks.task import MISSING
+
 __all__ = [
     "TASKS",
     "MultiLossOutput",
@@ -56,14 +58,16 @@ def task_losses(
     Args:
         digit_logits: ``(B, C)`` logits.
         sum_pred: ``(B,)`` predicted sums.
-        digit: ``(B,)`` int64 true digits.
+        digit: ``(B,)`` int64 true digits; :data:`~multitask_mnist.tasks.MISSING` (-1)
+            where a sample has no digit label.
         sum_target: ``(B,)`` true sums, any real dtype.
         adder: ``(B,)`` teacher-forced sums (the head applied to the true digit), or
-            ``None``; when given, their squared error joins the sum task's loss, and
-            it is what trains the head.
+            ``None``; when given, their squared error over the samples with a digit
+            label joins the sum task's loss, and it is what trains the head.
 
     Returns:
-        ``{"digit": (), "sum": ()}``.
+        ``{"digit": (), "sum": ()}``; the digit's loss is its mean over the samples
+        with a label, zero (and no NaN) where no sample has one.
 
     Example:
         >>> import torch
@@ -72,11 +76,16 @@ def task_losses(
         >>> round(float(parts["digit"]), 4), float(parts["sum"])
         (2.3026, 4.0)
     """
+    labelled = digit != MISSING
+    count = labelled.sum().clamp(min=1).float()  # a sum over count: the mean, bit for bit
     target = sum_target.float()
     sum_loss = F.mse_loss(sum_pred.float(), target)
     if adder is not None:
-        sum_loss = sum_loss + F.mse_loss(adder.float(), target)
-    return {"digit": F.cross_entropy(digit_logits.float(), digit), "sum": sum_loss}
+        adder = adder.float()
+        taught = torch.where(labelled, target, adder.detach())  # no error where unlabelled
+        sum_loss = sum_loss + F.mse_loss(adder, taught, reduction="sum") / count
+    digit_loss = F.cross_entropy(digit_logits.float(), digit, ignore_index=MISSING, reduction="sum")
+    return {"digit": digit_loss / count, "sum": sum_loss}
 
 
 def weighted_multi_loss(

@@ -10,6 +10,7 @@ from torch import Tensor
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import MultiLossOutput
 from multitask_mnist.models import MultiTaskOutput
+from multitask_mnist.tasks import label_mask
 from multitask_mnist.training import distributed
 
 __all__ = ["METRIC_NAMES", "MetricAccumulator", "batch_statistics"]
@@ -27,20 +28,36 @@ METRIC_NAMES = (
 )
 
 
-def batch_statistics(output: MultiTaskOutput, batch: DigitSample, loss: MultiLossOutput) -> Tensor:
-    """Sums over one batch, as a ``(7,)`` float64 tensor on the batch's device.
+# The named sums one batch adds; each metric is one sum over another.
+_SUMS = (
+    "samples",  # every sample
+    "labelled",  # samples with a digit label
+    "loss",  # total loss times the batch size
+    "digit_loss",  # digit loss times the labelled samples
+    "sum_loss",  # sum loss times the batch size
+    "digit_right",  # labelled samples whose digit is right
+    "sum_right",  # samples whose rounded sum is right
+    "both_right",  # labelled samples with both right
+    "sum_abs_error",  # summed |predicted sum - sum|
+)
 
-    In order: loss, digit loss and sum loss (each times the batch size); correct
-    digits, correct sums (the rounded prediction equals the true sum), both
-    correct; and the summed absolute error of the sum.
+
+def batch_statistics(output: MultiTaskOutput, batch: DigitSample, loss: MultiLossOutput) -> Tensor:
+    """The named sums of one batch (see ``_SUMS``), as a float64 tensor on its device.
+
+    A sample whose digit label is missing (:data:`~multitask_mnist.tasks.MISSING`)
+    counts for the sum's metrics only.
     """
     n = batch.digit.numel()
-    digit_ok = output.digit_logits.argmax(dim=1) == batch.digit
+    labelled = label_mask(batch.digit)
+    digit_ok = (output.digit_logits.argmax(dim=1) == batch.digit) & labelled
     sum_ok = output.sum.round() == batch.sum
     return torch.stack(
         [
+            torch.tensor(float(n), dtype=torch.float64, device=batch.digit.device),
+            labelled.sum().double(),
             loss.total.detach().double() * n,
-            loss.parts["digit"].detach().double() * n,
+            loss.parts["digit"].detach().double() * labelled.sum(),
             loss.parts["sum"].detach().double() * n,
             digit_ok.sum().double(),
             sum_ok.sum().double(),
@@ -54,39 +71,46 @@ class MetricAccumulator:
     """Adds up :func:`batch_statistics` on the device; :meth:`compute` syncs once."""
 
     def __init__(self, device: torch.device) -> None:
-        self.totals = torch.zeros(7, dtype=torch.float64, device=device)
-        self.count = 0
+        self.totals = torch.zeros(len(_SUMS), dtype=torch.float64, device=device)
 
     def state_dict(self) -> dict[str, Any]:
-        """The sums so far, to resume an epoch mid-way."""
-        return {"totals": self.totals.clone(), "count": self.count}
+        """The sums so far, by name, to resume an epoch mid-way."""
+        return {"sums": dict(zip(_SUMS, self.totals.tolist(), strict=True))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.totals.copy_(state["totals"])
-        self.count = int(state["count"])
+        self.totals.copy_(
+            torch.tensor([state["sums"][name] for name in _SUMS], dtype=torch.float64)
+        )
 
     def update(self, output: MultiTaskOutput, batch: DigitSample, loss: MultiLossOutput) -> None:
         self.totals += batch_statistics(output, batch, loss)
-        self.count += batch.digit.numel()
 
     def compute(self) -> dict[str, float]:
         """Mean losses, accuracies in percent, and the sum's mean absolute error.
 
-        ``sum_given_digit_accuracy`` is the sum's accuracy over the samples whose
-        digit is right (100 when no digit is right: no sample contradicts it).
-        Under torchrun the sums of every process are added first, so every rank
+        The digit's loss and accuracy, and ``joint_accuracy``, are over the samples
+        with a digit label; ``sum_given_digit_accuracy`` is the sum's accuracy over
+        the samples whose digit is right (100 when none is: no sample contradicts
+        it). Under torchrun the sums of every process are added first, so every rank
         returns the same numbers.
         """
-        totals = torch.cat([self.totals, self.totals.new_tensor([self.count])])
+        totals = self.totals.clone()
         distributed.all_reduce_sum(totals)
-        count = totals[-1].item()
-        if count == 0:
+        sums = dict(zip(_SUMS, totals.tolist(), strict=True))
+        n, labelled = sums["samples"], sums["labelled"]
+        if n == 0:
             return {}
-        values = (totals[:-1] / count).tolist()
-        scale = (1, 1, 1, 100, 100, 100, 1)
-        metrics = {name: v * s for name, v, s in zip(METRIC_NAMES[:-1], values, scale, strict=True)}
-        digits_right, both_right = totals[3].item(), totals[5].item()
-        metrics["sum_given_digit_accuracy"] = (
-            100.0 * both_right / digits_right if digits_right else 100.0
-        )
-        return metrics
+
+        def share(part: str, whole: float) -> float:
+            return 100.0 * sums[part] / whole if whole else 100.0
+
+        return {
+            "loss": sums["loss"] / n,
+            "digit_loss": sums["digit_loss"] / labelled if labelled else 0.0,
+            "sum_loss": sums["sum_loss"] / n,
+            "digit_accuracy": share("digit_right", labelled),
+            "sum_accuracy": share("sum_right", n),
+            "joint_accuracy": share("both_right", labelled),
+            "sum_mae": sums["sum_abs_error"] / n,
+            "sum_given_digit_accuracy": share("both_right", sums["digit_right"]),
+        }

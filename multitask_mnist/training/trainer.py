@@ -36,6 +36,7 @@ from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
+from multitask_mnist.tasks import MISSING
 from multitask_mnist.training import _runtime, distributed
 from multitask_mnist.training.callbacks import LAST_CHECKPOINT, Callback, default_callbacks
 from multitask_mnist.training.checkpoint import (
@@ -717,8 +718,9 @@ class Trainer:
                 with _runtime.autocast(self.device, self.autocast_dtype):
                     output, loss = self.task(batch, self._image(batch.image))
                 totals.update(output, batch, loss)
+                labelled = batch.digit != MISSING  # unlabelled digits have no row
                 cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
-                confusion += torch.bincount(cells, minlength=classes * classes)
+                confusion += torch.bincount(cells[labelled], minlength=classes * classes)
         distributed.all_reduce_sum(confusion)
         return totals.compute(), confusion.view(classes, classes).cpu()
 

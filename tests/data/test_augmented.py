@@ -204,3 +204,52 @@ def test_low_above_high() -> None:
 def test_negative_epoch() -> None:
     with pytest.raises(ValueError, match=r"^Expected argument `epoch` to be >= 0, got -1$"):
         AugmentedDigitDataset(_tiny()).set_epoch(-1)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.5, 1.0])
+def test_digit_labels_kept_on_a_fraction_chosen_by_seed(fraction: float) -> None:
+    from multitask_mnist.tasks import MISSING
+    from tests.conftest import SyntheticDigits
+
+    base = SyntheticDigits(300)
+    data = AugmentedDigitDataset(base, seed=4, digit_labels=fraction)
+    batch = data.get_batch(torch.arange(300))
+    kept = batch.digit != MISSING
+    assert int(kept.sum()) == round(fraction * 300) == int(data.labelled.sum())
+    assert torch.equal(batch.digit[kept], base.targets[kept])
+    assert torch.equal(batch.sum, base.targets + batch.number)  # the sum label is on all
+    again = AugmentedDigitDataset(base, seed=4, digit_labels=fraction)
+    assert torch.equal(again.labelled, data.labelled)
+    data.set_epoch(3)  # the same images stay labelled in every epoch
+    assert torch.equal(data.get_batch(torch.arange(300)).digit != MISSING, kept)
+    per_item = torch.stack([data[i].digit for i in range(300)])
+    assert torch.equal(per_item != MISSING, kept)
+
+
+def test_another_seed_labels_other_images() -> None:
+    from tests.conftest import SyntheticDigits
+
+    base = SyntheticDigits(300)
+    a = AugmentedDigitDataset(base, seed=0, digit_labels=0.1).labelled
+    b = AugmentedDigitDataset(base, seed=1, digit_labels=0.1).labelled
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (1.5, ValueError, "Expected argument `digit_labels` to be in [0, 1], got 1.5"),
+        (
+            -0.1,
+            ValueError,
+            "Expected argument `digit_labels` to be a finite number >= 0.0, got -0.1",
+        ),
+        ("half", TypeError, "Expected argument `digit_labels` to be a number, got 'half' (str)"),
+    ],
+)
+def test_bad_digit_label_fractions(value: Any, error: type[Exception], message: str) -> None:
+    from tests.conftest import SyntheticDigits
+
+    with pytest.raises(error) as info:
+        AugmentedDigitDataset(SyntheticDigits(10), digit_labels=value)
+    assert str(info.value) == message

@@ -90,3 +90,19 @@ def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: 
     with pytest.raises(error) as info:
         WeightedMultiLoss(**kwargs)
     assert str(info.value) == message
+
+
+def test_missing_digit_labels_give_the_mean_over_the_labelled_ones() -> None:
+    from multitask_mnist.losses import task_losses
+    from multitask_mnist.tasks import MISSING
+
+    logits = torch.randn(6, 10, requires_grad=True)
+    digit = torch.tensor([3, MISSING, 1, MISSING, 9, 0])
+    sums = torch.tensor([5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    parts = task_losses(logits, sums, digit, sums.long())
+    labelled = digit != MISSING
+    expected = torch.nn.functional.cross_entropy(logits[labelled], digit[labelled])
+    assert torch.allclose(parts["digit"], expected)
+    none = task_losses(logits, sums, torch.full((6,), MISSING), sums.long())
+    (grad,) = torch.autograd.grad(none["digit"], logits)
+    assert float(none["digit"].detach()) == 0.0 and torch.equal(grad, torch.zeros_like(grad))

@@ -487,3 +487,22 @@ def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPa
         ValueError, match=r"^Argument `device` is 'cuda' but CUDA is not available$"
     ):
         _runtime.resolve_device("cuda")
+
+
+def test_training_with_most_digit_labels_missing() -> None:
+    train = AugmentedDigitDataset(SyntheticDigits(512), digit_labels=0.25)
+    trainer = _trainer(epochs=6)
+    history = trainer.fit(train)
+    for row in history.epochs:
+        assert all(v == v for v in row.values() if isinstance(v, float))  # no NaN
+    metrics = trainer.evaluate(_data(256, seed=1))
+    assert metrics["digit_accuracy"] > 90  # learned from the 128 labelled images; chance 10
+    assert metrics["sum_given_digit_accuracy"] == 100.0  # the adder stays exact
+
+
+def test_evaluating_data_without_digit_labels_counts_the_sum_only() -> None:
+    trainer = _trainer(epochs=1)
+    trainer.fit(_data(128))
+    hidden = AugmentedDigitDataset(SyntheticDigits(64, seed=2), digit_labels=0.0)
+    metrics = trainer.evaluate(hidden)
+    assert metrics["digit_loss"] == 0.0 and 0 <= metrics["sum_accuracy"] <= 100
