@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from multitask_mnist.tasks.losses import label_mask
 from multitask_mnist.tasks.task import MISSING
 
 __all__ = [
@@ -76,8 +77,9 @@ def task_losses(
         >>> round(float(parts["digit"]), 4), float(parts["sum"])
         (2.3026, 4.0)
     """
-    labelled = digit != MISSING
-    count = labelled.sum().clamp(min=1).float()  # a sum over count: the mean, bit for bit
+    labelled = label_mask(digit)
+    # sum / count: measured equal, bit for bit, to cross_entropy's mean and its gradient
+    count = labelled.sum().clamp(min=1).float()
     target = sum_target.float()
     sum_loss = F.mse_loss(sum_pred.float(), target)
     if adder is not None:
@@ -117,7 +119,7 @@ def weighted_multi_loss(
         >>> float(out.total), float(out.parts["sum"])
         (0.5, 0.5)
     """
-    parts = task_losses(digit_logits, sum_pred, digit, sum_target, adder)
+    parts = task_losses(digit_logits, sum_pred, digit, sum_target, adder)  # MISSING allowed
     total = weighted_sum(list(parts.values()), [weights[task] for task in parts])
     return MultiLossOutput(total, parts)
 
@@ -178,7 +180,8 @@ def dwa_weights(last: Tensor, before: Tensor, temperature: float) -> Tensor:
     epochs, ``r = last / before``: ``K * softmax(r / temperature)``. The weights are
     positive and sum to the number of tasks ``K``; a higher temperature evens them out.
     Each task keeps at least a millionth of the total, so that no weight underflows
-    to zero when one loss jumps by orders of magnitude.
+    to zero when one loss jumps by orders of magnitude; a task whose mean loss was
+    zero the epoch before (no sample had its label) counts as a ratio of 1.
 
     Args:
         last: ``(K,)`` mean task losses of the last epoch.
@@ -193,5 +196,7 @@ def dwa_weights(last: Tensor, before: Tensor, temperature: float) -> Tensor:
         >>> [round(v, 4) for v in w.tolist()], round(float(w.sum()), 4)
         ([0.8756, 1.1244], 2.0)
     """
-    weights = torch.softmax(last / before / temperature, dim=0).clamp(min=_DWA_MIN_SHARE)
+    # A task whose loss was zero (no labelled sample in an epoch) keeps a ratio of 1.
+    ratio = torch.where(before > 0, last / before.clamp(min=torch.finfo(before.dtype).tiny), 1.0)
+    weights = torch.softmax(ratio / temperature, dim=0).clamp(min=_DWA_MIN_SHARE)
     return weights.numel() * weights / weights.sum()

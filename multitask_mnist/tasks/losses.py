@@ -13,11 +13,12 @@ __all__ = ["label_mask", "masked_mean", "masked_task_losses"]
 
 
 def label_mask(target: Tensor) -> Tensor:
-    """``(B,)`` bool: which samples have a label, where :data:`MISSING` marks the rest.
+    """``(B,)`` bool: which samples have a label.
 
     Args:
-        target: ``(B,)`` labels; :data:`~multitask_mnist.tasks.MISSING` (-1) or NaN
-            for a sample without one.
+        target: ``(B,)`` labels: integer targets mark a missing one with
+            :data:`~multitask_mnist.tasks.MISSING` (-1), float targets with NaN (so a
+            real target of -1.0 stays a label).
 
     Returns:
         True where a label is present.
@@ -26,10 +27,9 @@ def label_mask(target: Tensor) -> Tensor:
         >>> label_mask(torch.tensor([3, -1, 0])).tolist()
         [True, False, True]
     """
-    present = target != MISSING
     if target.is_floating_point():
-        present &= ~torch.isnan(target)
-    return present
+        return ~torch.isnan(target)
+    return target != MISSING
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:

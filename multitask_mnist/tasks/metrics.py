@@ -72,10 +72,12 @@ class TaskMetrics:
                 safe = torch.where(mask, target, task.dummy_target(target))
                 loss = task.loss_per_sample(prediction, safe).double()
                 right = task.correct(prediction, safe) & mask
-                values += [mask.sum().double(), (loss * mask).sum(), right.sum().double()]
+                zero = torch.zeros((), dtype=torch.float64, device=loss.device)
+                kept = torch.where(mask, loss, zero)  # a NaN where no label never counts
+                values += [mask.sum().double(), kept.sum(), right.sum().double()]
                 if task.kind == "regression":
                     error = (prediction.double() - safe.double()).abs()
-                    values.append((error * mask).sum())
+                    values.append(torch.where(mask, error, zero).sum())
         self.sums += torch.stack(values)
 
     def compute(self) -> dict[str, float]:

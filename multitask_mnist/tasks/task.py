@@ -17,8 +17,8 @@ __all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind"]
 TaskKind = Literal["multiclass", "binary", "regression"]
 #: The kinds of task the library knows.
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
-#: The label that marks a sample without a label for a task, in integer and float
-#: targets alike (where no mask is given; see :func:`~multitask_mnist.tasks.label_mask`).
+#: The label that marks a sample without a label for a task in integer targets (float
+#: targets use NaN); see :func:`~multitask_mnist.tasks.label_mask`.
 MISSING = -1
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
@@ -104,7 +104,8 @@ class Task:
 
     def correct(self, prediction: Tensor, target: Tensor) -> Tensor:
         """``(B,)`` bool: whether each prediction is right."""
-        return self.predicted(prediction) == target.to(self.predicted(prediction).dtype)
+        predicted = self.predicted(prediction)
+        return predicted == target.to(predicted.dtype)
 
     def dummy_target(self, target: Tensor) -> Tensor:
         """A valid label of ``target``'s shape and dtype, to stand in for missing ones."""

@@ -54,7 +54,7 @@ def batch_statistics(output: MultiTaskOutput, batch: DigitSample, loss: MultiLos
     sum_ok = output.sum.round() == batch.sum
     return torch.stack(
         [
-            torch.tensor(float(n), dtype=torch.float64, device=batch.digit.device),
+            torch.full((), n, dtype=torch.float64, device=batch.digit.device),
             labelled.sum().double(),
             loss.total.detach().double() * n,
             loss.parts["digit"].detach().double() * labelled.sum(),
@@ -89,10 +89,11 @@ class MetricAccumulator:
         """Mean losses, accuracies in percent, and the sum's mean absolute error.
 
         The digit's loss and accuracy, and ``joint_accuracy``, are over the samples
-        with a digit label; ``sum_given_digit_accuracy`` is the sum's accuracy over
-        the samples whose digit is right (100 when none is: no sample contradicts
-        it). Under torchrun the sums of every process are added first, so every rank
-        returns the same numbers.
+        with a digit label, and left out when no sample has one;
+        ``sum_given_digit_accuracy`` is the sum's accuracy over the samples whose
+        digit is right (100 when none is: no sample contradicts it). Under torchrun
+        the sums of every process are added first, so every rank returns the same
+        numbers.
         """
         totals = self.totals.clone()
         distributed.all_reduce_sum(totals)
@@ -104,13 +105,15 @@ class MetricAccumulator:
         def share(part: str, whole: float) -> float:
             return 100.0 * sums[part] / whole if whole else 100.0
 
-        return {
+        metrics = {
             "loss": sums["loss"] / n,
-            "digit_loss": sums["digit_loss"] / labelled if labelled else 0.0,
             "sum_loss": sums["sum_loss"] / n,
-            "digit_accuracy": share("digit_right", labelled),
             "sum_accuracy": share("sum_right", n),
-            "joint_accuracy": share("both_right", labelled),
             "sum_mae": sums["sum_abs_error"] / n,
             "sum_given_digit_accuracy": share("both_right", sums["digit_right"]),
         }
+        if labelled:
+            metrics["digit_loss"] = sums["digit_loss"] / labelled
+            metrics["digit_accuracy"] = share("digit_right", labelled)
+            metrics["joint_accuracy"] = share("both_right", labelled)
+        return {name: metrics[name] for name in METRIC_NAMES if name in metrics}

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import weakref
 from pathlib import Path
 from typing import IO, ClassVar
 
@@ -37,10 +38,11 @@ class RunLock:
 
     The lock is an exclusive ``flock`` on the file, which the operating system drops
     when the process ends in any way (``kill -9`` included): a crashed run leaves no
-    lock behind, so ``--resume`` is never blocked, and two live runs can never both
-    hold it. The file records the holder's process id and host for the message of the
-    run that is refused. A second lock taken by the same process (a new Trainer in a
-    notebook) takes the folder over from the first.
+    lock behind, so ``--resume`` is never blocked, and two live processes can never
+    both hold it. The file records the holder's process id and host for the message
+    of the run that is refused. A second lock taken by the same process (a new
+    Trainer in a notebook) takes the folder over from the first, which is then
+    ``revoked``. Where ``fcntl`` is missing (Windows) no lock is taken.
 
     Args:
         folder: The output folder; it must exist.
@@ -54,11 +56,14 @@ class RunLock:
         False
     """
 
-    _held_here: ClassVar[dict[Path, RunLock]] = {}  # this process's locks, by folder
+    # This process's locks, by folder; a lock no one references lets its folder go.
+    _held_here: ClassVar[weakref.WeakValueDictionary[Path, RunLock]] = weakref.WeakValueDictionary()
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self._file: IO[str] | None = None
+        #: Whether another lock of this process took the folder over.
+        self.revoked = False
 
     @property
     def path(self) -> Path:
@@ -79,6 +84,7 @@ class RunLock:
         previous = self._held_here.get(key)
         if previous is not None and previous is not self:
             previous.release()  # this process takes its own folder over
+            previous.revoked = True
         file = self.path.open("a+")
         try:
             if fcntl is not None:
@@ -98,6 +104,7 @@ class RunLock:
         file.flush()
         self._file = file
         self._held_here[key] = self
+        weakref.finalize(self, file.close)  # a lock collected unreleased lets go too
 
     def release(self) -> None:
         """Let the folder go (the file stays; the lock is what counts)."""

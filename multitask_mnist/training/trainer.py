@@ -36,7 +36,7 @@ from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
-from multitask_mnist.tasks import MISSING
+from multitask_mnist.tasks import label_mask
 from multitask_mnist.training import _runtime, distributed
 from multitask_mnist.training.callbacks import LAST_CHECKPOINT, Callback, default_callbacks
 from multitask_mnist.training.checkpoint import (
@@ -59,7 +59,7 @@ from multitask_mnist.training.optim import (
     param_groups,
 )
 from multitask_mnist.training.preemption import SignalCatcher, TrainingInterrupted, catch_signals
-from multitask_mnist.training.run_lock import RunLock
+from multitask_mnist.training.run_lock import OutputDirLockedError, RunLock
 from multitask_mnist.training.task import TrainingTask
 
 __all__ = ["NonFiniteLossError", "Prediction", "Trainer"]
@@ -511,7 +511,12 @@ class Trainer:
         if self.output_dir is not None and distributed.is_main_process():
             try:
                 prepare_output_dir(self.output_dir, sweep=False)
-                if self._lock is None or not self._lock.held:
+                if self._lock is not None and self._lock.revoked:
+                    raise OutputDirLockedError(
+                        f"The output folder {self.output_dir} was taken over by another "
+                        "Trainer in this process"
+                    )
+                if self._lock is None:
                     self._lock = RunLock(self.output_dir)
                     self._lock.acquire()
                 prepare_output_dir(self.output_dir)  # locked: now sweep leftovers safely
@@ -554,6 +559,7 @@ class Trainer:
         tic = time.perf_counter()
         self.task.train()
         _set_epoch(data, epoch - 1)
+        self._rng_states = []  # gathered again where the run is saved next
         if self._epoch_state is None:  # a new epoch, not one resumed inside
             self._fire("on_epoch_start", epoch)
             self._epoch_state = _EpochState(
@@ -664,6 +670,10 @@ class Trainer:
         self.history.epochs.append(metrics)
         self._gather_rng()
         self._fire_on_all("on_epoch_end", epoch, metrics)
+        # A callback may stop the run on one process only: every process stops with it.
+        stopped = torch.tensor(int(self._stop_reason is not None), device=self.device)
+        if int(distributed.all_reduce_max(stopped)) and self._stop_reason is None:
+            self._stop_reason = "a callback on another process stopped the run"
 
     # -- evaluation --------------------------------------------------------------------------
 
@@ -688,6 +698,9 @@ class Trainer:
             head's :meth:`~multitask_mnist.models.ScalarFusionHead.certificate`:
             ``adder_exact`` (every digit/number pair in range rounds to its sum) and
             ``adder_margin``.
+
+        The digit's metrics count the samples with a digit label only (and are left
+        out when none has one).
 
         Raises:
             ValueError: ``data`` is empty.
@@ -718,7 +731,7 @@ class Trainer:
                 with _runtime.autocast(self.device, self.autocast_dtype):
                     output, loss = self.task(batch, self._image(batch.image))
                 totals.update(output, batch, loss)
-                labelled = batch.digit != MISSING  # unlabelled digits have no row
+                labelled = label_mask(batch.digit)  # unlabelled digits have no row
                 cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
                 confusion += torch.bincount(cells[labelled], minlength=classes * classes)
         distributed.all_reduce_sum(confusion)

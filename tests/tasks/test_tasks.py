@@ -147,8 +147,8 @@ def test_metrics_count_only_labelled_samples(problem: tuple[list[str], int, int]
     assert restored.compute() == out
 
 
-def test_float_targets_mark_missing_labels_with_nan_too() -> None:
-    assert label_mask(torch.tensor([1.5, float("nan"), -1.0])).tolist() == [True, False, False]
+def test_float_targets_mark_missing_labels_with_nan_only() -> None:
+    assert label_mask(torch.tensor([1.5, float("nan"), -1.0])).tolist() == [True, False, True]
 
 
 def test_the_digit_sum_pair_is_one_instance() -> None:

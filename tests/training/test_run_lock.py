@@ -70,9 +70,17 @@ def test_a_second_lock_in_the_same_process_takes_the_folder_over(tmp_path: Path)
     first, second = RunLock(tmp_path), RunLock(tmp_path)
     first.acquire()
     second.acquire()
-    assert second.held and not first.held
+    assert second.held and not first.held and first.revoked
     second.release()
     assert not second.held
+
+
+def test_a_trainer_whose_folder_was_taken_over_does_not_write_to_it(tmp_path: Path) -> None:
+    first = Trainer(presets.mnist_sum(), epochs=1, device="cpu", output_dir=tmp_path)
+    second = Trainer(presets.mnist_sum(), epochs=1, device="cpu", output_dir=tmp_path)
+    with pytest.raises(OutputDirLockedError, match="was taken over by another Trainer"):
+        first.fit(AugmentedDigitDataset(SyntheticDigits(64)))
+    second.close()
 
 
 def test_two_processes_on_one_folder(tmp_path: Path) -> None:

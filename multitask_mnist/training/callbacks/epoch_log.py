@@ -16,6 +16,11 @@ __all__ = ["EpochLog"]
 logger = logging.getLogger("multitask_mnist.training")
 
 
+def _percent(value: float | None) -> str:
+    """Two decimals, or ``n/a`` for a metric the epoch has not (no labelled sample)."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 class EpochLog(Callback):
     """Logs ``Epoch: N, loss: ..., Classification Acc: ..., Addition Acc: ...`` at INFO.
 
@@ -36,17 +41,15 @@ class EpochLog(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if not distributed.is_main_process():
             return
-        logger.info(
-            "Epoch: %d, loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-            epoch,
-            metrics["train_loss"],
-            metrics["train_digit_accuracy"],
-            metrics["train_sum_accuracy"],
-        )
-        if "val_loss" in metrics:
-            logger.info(
-                "Validation: loss: %.4f, Classification Acc: %.2f, Addition Acc: %.2f",
-                metrics["val_loss"],
-                metrics["val_digit_accuracy"],
-                metrics["val_sum_accuracy"],
-            )
+        for split, start in (("train", f"Epoch: {epoch},"), ("val", "Validation:")):
+            if f"{split}_loss" in metrics:
+                digit = _percent(metrics.get(f"{split}_digit_accuracy"))
+                total = _percent(metrics.get(f"{split}_sum_accuracy"))
+                loss = metrics[f"{split}_loss"]
+                logger.info(
+                    "%s loss: %.4f, Classification Acc: %s, Addition Acc: %s",
+                    start,
+                    loss,
+                    digit,
+                    total,
+                )
