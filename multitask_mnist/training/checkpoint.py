@@ -26,6 +26,7 @@ __all__ = [
     "load_model_state",
     "prepare_output_dir",
     "save_checkpoint",
+    "sweep_temporary_files",
     "write_text_atomic",
 ]
 
@@ -178,9 +179,14 @@ def prepare_output_dir(folder: str | os.PathLike[str], *, sweep: bool = True) ->
             f"Cannot write to the output folder {folder}: {error.strerror or error}"
         ) from error
     if sweep:
-        for stale in folder.glob(f".*{_TMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+        sweep_temporary_files(folder)
     return folder
+
+
+def sweep_temporary_files(folder: Path) -> None:
+    """Remove the temporary files that interrupted atomic writes left in ``folder``."""
+    for stale in folder.glob(f".*{_TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def load_model_state(model: nn.Module, state: Mapping[str, Tensor], *, source: object) -> None:

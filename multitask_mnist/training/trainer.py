@@ -46,6 +46,7 @@ from multitask_mnist.training.checkpoint import (
     load_checkpoint,
     load_model_state,
     prepare_output_dir,
+    sweep_temporary_files,
 )
 from multitask_mnist.training.history import History
 from multitask_mnist.training.metrics import MetricAccumulator
@@ -510,16 +511,16 @@ class Trainer:
         failure: Exception | None = None
         if self.output_dir is not None and distributed.is_main_process():
             try:
-                prepare_output_dir(self.output_dir, sweep=False)
                 if self._lock is not None and self._lock.revoked:
                     raise OutputDirLockedError(
                         f"The output folder {self.output_dir} was taken over by another "
                         "Trainer in this process"
                     )
-                if self._lock is None:
+                if self._lock is None:  # held already: claimed, checked and swept
+                    prepare_output_dir(self.output_dir, sweep=False)
                     self._lock = RunLock(self.output_dir)
                     self._lock.acquire()
-                prepare_output_dir(self.output_dir)  # locked: now sweep leftovers safely
+                    sweep_temporary_files(self.output_dir)  # locked: no live run's files
             except Exception as error:  # every rank must learn of it, or the others hang
                 failure = error
         self._agree(failure, f"rank 0 could not claim the output folder {self.output_dir}")
@@ -705,7 +706,7 @@ class Trainer:
         Raises:
             ValueError: ``data`` is empty.
         """
-        return self._evaluate(data)[0] | self.adder_metrics()
+        return self._evaluate(data, certify=True)[0]
 
     def adder_metrics(self) -> dict[str, float]:
         """``adder_exact`` and ``adder_margin`` of the head's certificate, right now.
@@ -719,7 +720,10 @@ class Trainer:
         return {"adder_exact": certificate.exact, "adder_margin": certificate.margin}
 
     @torch.inference_mode()
-    def _evaluate(self, data: Dataset[Any]) -> tuple[dict[str, float], Tensor]:
+    def _evaluate(
+        self, data: Dataset[Any], *, certify: bool = False
+    ) -> tuple[dict[str, float], Tensor]:
+        """Metrics (with the adder's certificate if ``certify``) and the confusion matrix."""
         if len(data) == 0:  # type: ignore[arg-type]
             raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
         totals = MetricAccumulator(self.device)
@@ -735,7 +739,8 @@ class Trainer:
                 cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
                 confusion += torch.bincount(cells[labelled], minlength=classes * classes)
         distributed.all_reduce_sum(confusion)
-        return totals.compute(), confusion.view(classes, classes).cpu()
+        metrics = totals.compute() | (self.adder_metrics() if certify else {})
+        return metrics, confusion.view(classes, classes).cpu()
 
     @torch.inference_mode()
     def predict(self, image: Tensor, number: Tensor) -> Prediction:
@@ -777,8 +782,7 @@ class Trainer:
         Returns:
             The metrics of :meth:`evaluate`.
         """
-        metrics, confusion = self._evaluate(data)
-        metrics |= self.adder_metrics()
+        metrics, confusion = self._evaluate(data, certify=True)
         self._claim_output_dir()
         self._fire_on_all("on_test_end", metrics, confusion)
         return metrics
