@@ -111,7 +111,7 @@ def conventional(root: str, train_images: int, batch_size: int) -> dict[str, flo
             tic, seen = time.perf_counter(), 0
         out = model(image, number)
         target = (digit + number).float()
-        loss = F.cross_entropy(out.digit_logits, digit) + F.mse_loss(out.sum, target)
+        loss = F.cross_entropy(out["digit"], digit) + F.mse_loss(out["sum"], target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -125,7 +125,7 @@ def conventional(root: str, train_images: int, batch_size: int) -> dict[str, flo
     with torch.no_grad():
         for image, number, digit in DataLoader(ConventionalPairs(test), batch_size=batch_size):
             out = model(image, number)
-            correct += int((out.digit_logits.argmax(1) == digit).sum())
+            correct += int((out["digit"].argmax(1) == digit).sum())
     eval_ips = len(test) / (time.perf_counter() - tic)
     return {"train_ips": train_ips, "eval_ips": eval_ips, "peak_rss_mb": peak_rss_mb()}
 

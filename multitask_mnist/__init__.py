@@ -12,14 +12,15 @@ from multitask_mnist.models import (
     ConvTrunk,
     MaxPool,
     MultiTaskNet,
-    MultiTaskOutput,
     ScalarFusionHead,
 )
+from multitask_mnist.tasks import MISSING, Task
 from multitask_mnist.training import Trainer
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MISSING",
     "AugmentedDigitDataset",
     "Conv",
     "ConvTrunk",
@@ -28,8 +29,8 @@ __all__ = [
     "MaxPool",
     "MultiLossOutput",
     "MultiTaskNet",
-    "MultiTaskOutput",
     "ScalarFusionHead",
+    "Task",
     "Trainer",
     "WeightedMultiLoss",
     "__version__",

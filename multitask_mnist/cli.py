@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from multitask_mnist.data import (
     load_mnist,
 )
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
-from multitask_mnist.models import FUSION_MODES
+from multitask_mnist.models import FUSION_MODES, MultiTaskNet
 from multitask_mnist.training import (
     PRECISIONS,
     CheckpointError,
@@ -275,7 +276,9 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     if args.limit is not None:
         check_int("limit", args.limit, minimum=1)
     torch.manual_seed(args.seed)
-    model = presets.get(preset, **({} if args.fusion is None else {"fusion": args.fusion}))
+    model = _digit_sum_model(
+        presets.get(preset, **({} if args.fusion is None else {"fusion": args.fusion})), preset
+    )
     trainer = Trainer(
         model,
         loss=WeightedMultiLoss(strategy=args.loss_strategy),
@@ -301,6 +304,17 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         print("Finished Training")
         print_test_result(metrics, len(test_data))
     return 0
+
+
+def _digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
+    """``model``, if it reads an image and a number and predicts the digit and the sum."""
+    if model.task_names != ("digit", "sum") or model.input_names != ("image", "number"):
+        raise ValueError(
+            f"Preset {preset!r} predicts {', '.join(model.task_names)} from "
+            f"{', '.join(model.input_names)}; the command line trains and runs digit + sum "
+            "networks (see examples/ for others, such as examples/train_multi_mnist.py)"
+        )
+    return model
 
 
 def print_test_result(metrics: dict[str, float], n: int) -> None:
@@ -330,7 +344,7 @@ def print_test_result(metrics: dict[str, float], n: int) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    model = presets.from_checkpoint(args.checkpoint)
+    model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
     root, download = _data_root(args.data_dir)
     test_data = mnist_test_split(root, download)
     trainer = Trainer(model, device=args.device, progress=False)
@@ -341,7 +355,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
-    model = presets.from_checkpoint(args.checkpoint)
+    model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
     if not args.image.is_file():
         raise FileNotFoundError(f"Image not found: {args.image}")
     try:
@@ -349,12 +363,16 @@ def run_predict(args: argparse.Namespace) -> int:
             image = image_to_tensor(picture, fit=True)
     except UnidentifiedImageError as error:
         raise ValueError(f"{args.image} is not an image PIL can read") from error
-    low, high = model.head.side_range
+    number = model.inputs["number"]
+    low = number.low if number.low is not None else -math.inf
+    high = number.high if number.high is not None else math.inf
     if not low <= args.number <= high:
-        raise ValueError(f"NUMBER must be in {low}..{high}, got {args.number}")
+        raise ValueError(f"NUMBER must be in {low:g}..{high:g}, got {args.number}")
     trainer = Trainer(model, device=args.device, progress=False)
-    prediction = trainer.predict(image.unsqueeze(0), torch.tensor([args.number]))
-    print(f"digit: {int(prediction.digit[0])}, sum: {int(prediction.sum[0])}")
+    prediction = trainer.predict(
+        {"image": image.unsqueeze(0), "number": torch.tensor([args.number])}
+    )
+    print(f"digit: {int(prediction.labels['digit'][0])}, sum: {int(prediction.labels['sum'][0])}")
     return 0
 
 

@@ -16,15 +16,21 @@ import torch
 from torch import nn
 
 from multitask_mnist.models import (
+    Block,
     Conv,
     ConvTrunk,
     Fusion,
+    Input,
     LayerSpec,
     MaxPool,
+    MultiLeNetEncoder,
+    MultiLeNetHead,
     MultiTaskNet,
     PresetRecord,
+    digit_sum_net,
 )
 from multitask_mnist.models import ScalarFusionHead as _Head
+from multitask_mnist.tasks import Task
 
 __all__ = [
     "MNIST_SUM_BN_LAYERS",
@@ -34,6 +40,7 @@ __all__ = [
     "get",
     "mnist_sum",
     "mnist_sum_bn",
+    "multi_mnist_lenet",
     "names",
     "register",
 ]
@@ -153,7 +160,7 @@ def get(name: str, **overrides: Any) -> MultiTaskNet:
 
     Example:
         >>> net = get("mnist_sum", fusion="expectation")
-        >>> net.head.fusion
+        >>> net.get_submodule("head").fusion
         'expectation'
     """
     return _lookup(name)(**overrides)
@@ -226,7 +233,7 @@ def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
         if value != pinned[key]:
             raise ValueError(
                 f"Preset {preset!r} pins {key}={pinned[key]!r}; got {key}={value!r}. "
-                "Build a MultiTaskNet from ConvTrunk and ScalarFusionHead to change it."
+                "Build a MultiTaskNet from its blocks (or digit_sum_net) to change it."
             )
 
 
@@ -249,7 +256,7 @@ def _multitask_net(
         global_pool=global_pool,
     )
     head = _Head(trunk.out_features, hidden=hidden, fusion=fusion, side_range=number_range)
-    return MultiTaskNet(trunk, head)
+    return digit_sum_net(trunk, head)
 
 
 @register("mnist_sum")
@@ -362,4 +369,49 @@ def mnist_sum_bn(
         norm_layer=nn.BatchNorm2d,
         drop_layer=functools.partial(nn.Dropout2d, dropout) if dropout else None,
         global_pool=True,
+    )
+
+
+@register("multi_mnist_lenet")
+def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
+    """MultiLeNet for MultiMNIST (Sener and Koltun, 2018): a shared encoder, two heads.
+
+    Input ``image`` ``(1, 28, 28)``; tasks ``left`` and ``right``, the two overlaid
+    digits (10 classes each). Encoder (``encoder``, shared): Conv2d(1, 10, 5), max-pool,
+    ReLU, Conv2d(10, 20, 5), Dropout2d, max-pool, ReLU, Linear(320, 50), ReLU. Each
+    head (``left``, ``right``): Linear(50, 50), ReLU, Dropout, Linear(50, 10). 27,450
+    parameters.
+
+    Args:
+        dropout: The dropout probability of the encoder and the heads.
+        **pinned: ``num_classes=10`` is accepted only with this value.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: ``dropout`` outside [0, 1), or a pinned argument with another value.
+        TypeError: An argument the preset does not take.
+
+    Example:
+        >>> net = multi_mnist_lenet()
+        >>> net.task_names, net.num_parameters()
+        (('left', 'right'), 27450)
+    """
+    _pin("multi_mnist_lenet", pinned, num_classes=10)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
+    return MultiTaskNet(
+        {
+            "encoder": Block(MultiLeNetEncoder(dropout), ["image"]),
+            **{
+                side: Block(
+                    MultiLeNetHead(10, dropout),
+                    ["encoder"],
+                    Task(side, "multiclass", num_classes=10),
+                )
+                for side in ("left", "right")
+            },
+        },
+        [Input("image", MultiLeNetEncoder.input_shape)],
     )

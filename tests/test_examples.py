@@ -87,3 +87,64 @@ def test_the_documented_example_trains_tests_and_resumes(tmp_path: Path) -> None
     assert [line[:8] for line in second.stdout.splitlines() if line.startswith("Epoch")] == [
         "Epoch: 2"
     ]
+
+
+def _run_example(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` offline, with the real MNIST files."""
+    import os
+
+    env = {"CI": "true", "PATH": "", "MULTITASK_MNIST_DATA": os.environ["MULTITASK_MNIST_DATA"]}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_the_three_task_example_trains_and_reports_every_task(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    flags = ["--limit", "3000", "--no-progress", "--output-dir", str(out)]
+    result = _run_example("train_three_tasks.py", "--epochs", "1", *flags)
+    assert result.returncode == 0, result.stderr
+    accuracy = dict(re.findall(r"^  (\w+): ([\d.]+)%$", result.stdout, re.MULTILINE))
+    assert list(accuracy) == ["digit", "sum", "larger"], result.stdout
+    assert float(accuracy["digit"]) > 50 and float(accuracy["sum"]) > 50  # chance: 10%, ~5%
+    assert float(accuracy["larger"]) > 60  # always answering "no" scores 55%
+    assert "larger Acc:" in result.stdout  # the epoch line names the third task
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_larger_accuracy", "test_larger_loss", "test_sum_mae"} <= set(metrics)
+    resumed = _run_example("train_three_tasks.py", "--epochs", "2", "--resume", *flags)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [line[:8] for line in resumed.stdout.splitlines() if line.startswith("Epoch")] == [
+        "Epoch: 2"
+    ]
+
+
+def test_the_docs_three_task_program_is_short_and_runs(mnist_root: Path) -> None:
+    source = (ROOT / "examples" / "three_tasks_short.py").read_text()
+    assert len(source.splitlines()) < 40
+    assert "three_tasks_short.py" in (ROOT / "docs" / "your_problem.rst").read_text()
+    result = _run_example("three_tasks_short.py")
+    assert result.returncode == 0, result.stderr
+    accuracy = dict(re.findall(r"^(\w+): ([\d.]+)%$", result.stdout, re.MULTILINE))
+    assert list(accuracy) == ["digit", "sum", "larger"], result.stdout
+    assert all(float(value) > 60 for value in accuracy.values()), accuracy
+
+
+def test_the_multi_mnist_example_reports_left_and_right(mnist_root: Path, tmp_path: Path) -> None:
+    flags = ["--epochs", "1", "--no-progress", "--output-dir", str(tmp_path)]
+    result = _run_example("train_multi_mnist.py", *flags)
+    assert result.returncode == 0, result.stderr
+    match = re.search(
+        r"^MultiMNIST test accuracy on 10,000 images: left ([\d.]+)%, right ([\d.]+)%$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert match, result.stdout
+    assert float(match.group(1)) > 80 and float(match.group(2)) > 80  # chance is 10%

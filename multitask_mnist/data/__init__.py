@@ -1,7 +1,8 @@
-"""Data: loading MNIST, and the dataset that adds a second input and a second target."""
+"""Data: loading MNIST, the datasets built from it, and what a sample is (named fields)."""
 
 from multitask_mnist.data._idx import DataFileError
 from multitask_mnist.data.augmented import AugmentedDigitDataset, DigitSample
+from multitask_mnist.data.fields import WithFields, as_fields
 from multitask_mnist.data.image import MNIST_MEAN, MNIST_STD, image_to_tensor, normalize
 from multitask_mnist.data.mnist import DATA_ENV_VAR, default_root, load_mnist
 from multitask_mnist.data.multi_mnist import MultiMNIST, MultiMNISTSample, overlay_digits
@@ -15,6 +16,8 @@ __all__ = [
     "DigitSample",
     "MultiMNIST",
     "MultiMNISTSample",
+    "WithFields",
+    "as_fields",
     "default_root",
     "image_to_tensor",
     "load_mnist",

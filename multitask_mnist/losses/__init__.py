@@ -1,12 +1,9 @@
-"""Losses: the weighted sum of the digit's cross-entropy and the sum's squared error."""
+"""Losses: each task's loss over its labelled samples, weighted by a strategy."""
 
 from multitask_mnist.losses.functional import (
-    TASKS,
     MultiLossOutput,
     dwa_weights,
-    task_losses,
     uncertainty_weighted_loss,
-    weighted_multi_loss,
     weighted_sum,
 )
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
@@ -19,7 +16,6 @@ from multitask_mnist.losses.weighting import (
 
 __all__ = [
     "STRATEGIES",
-    "TASKS",
     "DynamicWeightAverage",
     "FixedWeighting",
     "LossWeighting",
@@ -27,8 +23,6 @@ __all__ = [
     "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",
-    "task_losses",
     "uncertainty_weighted_loss",
-    "weighted_multi_loss",
     "weighted_sum",
 ]

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from multitask_mnist.tasks.losses import label_mask
-from multitask_mnist.tasks.task import MISSING
-
 __all__ = [
-    "TASKS",
     "MultiLossOutput",
     "dwa_weights",
-    "task_losses",
     "uncertainty_weighted_loss",
-    "weighted_multi_loss",
     "weighted_sum",
 ]
 
 _DWA_MIN_SHARE = 1e-6
-
-#: The task names, in the order losses are reported.
-TASKS: tuple[str, ...] = ("digit", "sum")
 
 
 class MultiLossOutput(NamedTuple):
@@ -33,7 +24,7 @@ class MultiLossOutput(NamedTuple):
 
     Attributes:
         total: ``()`` the weighted sum that is minimized.
-        parts: ``{"digit": (), "sum": ()}`` each task's own loss, for logging.
+        parts: ``{task: ()}`` each task's own loss, in the order of the tasks.
 
     Example:
         >>> import torch
@@ -45,83 +36,6 @@ class MultiLossOutput(NamedTuple):
 
     total: Tensor
     parts: dict[str, Tensor]
-
-
-def task_losses(
-    digit_logits: Tensor,
-    sum_pred: Tensor,
-    digit: Tensor,
-    sum_target: Tensor,
-    adder: Tensor | None = None,
-) -> dict[str, Tensor]:
-    """Cross-entropy of the digit and mean squared error of the sum, in float32.
-
-    Args:
-        digit_logits: ``(B, C)`` logits.
-        sum_pred: ``(B,)`` predicted sums.
-        digit: ``(B,)`` int64 true digits; :data:`~multitask_mnist.tasks.MISSING` (-1)
-            where a sample has no digit label.
-        sum_target: ``(B,)`` true sums, any real dtype.
-        adder: ``(B,)`` teacher-forced sums (the head applied to the true digit), or
-            ``None``; when given, their squared error over the samples with a digit
-            label joins the sum task's loss, and it is what trains the head.
-
-    Returns:
-        ``{"digit": (), "sum": ()}``; the digit's loss is its mean over the samples
-        with a label, zero (and no NaN) where no sample has one.
-
-    Example:
-        >>> import torch
-        >>> parts = task_losses(torch.zeros(1, 10), torch.tensor([5.0]), torch.tensor([2]),
-        ...                     torch.tensor([7]))
-        >>> round(float(parts["digit"]), 4), float(parts["sum"])
-        (2.3026, 4.0)
-    """
-    labelled = label_mask(digit)
-    # sum / count: measured equal, bit for bit, to cross_entropy's mean and its gradient
-    count = labelled.sum().clamp(min=1).float()
-    target = sum_target.float()
-    sum_loss = F.mse_loss(sum_pred.float(), target)
-    if adder is not None:
-        adder = adder.float()
-        taught = torch.where(labelled, target, adder.detach())  # no error where unlabelled
-        sum_loss = sum_loss + F.mse_loss(adder, taught, reduction="sum") / count
-    digit_loss = F.cross_entropy(digit_logits.float(), digit, ignore_index=MISSING, reduction="sum")
-    return {"digit": digit_loss / count, "sum": sum_loss}
-
-
-def weighted_multi_loss(
-    digit_logits: Tensor,
-    sum_pred: Tensor,
-    digit: Tensor,
-    sum_target: Tensor,
-    weights: Mapping[str, float | Tensor],
-    adder: Tensor | None = None,
-) -> MultiLossOutput:
-    """Weight and add the task losses; a task of weight zero contributes nothing.
-
-    Args:
-        digit_logits: ``(B, C)`` logits.
-        sum_pred: ``(B,)`` predicted sums.
-        digit: ``(B,)`` int64 true digits.
-        sum_target: ``(B,)`` true sums.
-        weights: One weight per task name in :data:`TASKS`.
-        adder: ``(B,)`` teacher-forced sums, or ``None`` (see :func:`task_losses`).
-
-    Returns:
-        The total and the unweighted per-task losses.
-
-    Example:
-        >>> import torch
-        >>> out = weighted_multi_loss(
-        ...     torch.zeros(2, 10), torch.tensor([3.0, 5.0]), torch.tensor([1, 2]),
-        ...     torch.tensor([3, 6]), {"digit": 0.0, "sum": 1.0})
-        >>> float(out.total), float(out.parts["sum"])
-        (0.5, 0.5)
-    """
-    parts = task_losses(digit_logits, sum_pred, digit, sum_target, adder)  # MISSING allowed
-    total = weighted_sum(list(parts.values()), [weights[task] for task in parts])
-    return MultiLossOutput(total, parts)
 
 
 def weighted_sum(losses: Sequence[Tensor], weights: Sequence[float | Tensor]) -> Tensor:

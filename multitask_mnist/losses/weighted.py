@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_choice, check_number
-from multitask_mnist.losses.functional import TASKS, MultiLossOutput, task_losses
+from multitask_mnist.losses.functional import MultiLossOutput
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
     FixedWeighting,
     LossWeighting,
     UncertaintyWeighting,
 )
-from multitask_mnist.models.net import MultiTaskOutput
+from multitask_mnist.tasks import Task, masked_task_losses
 
 __all__ = ["STRATEGIES", "WeightedMultiLoss"]
 
@@ -25,14 +25,19 @@ STRATEGIES: tuple[str, ...] = ("fixed", "uncertainty", "dwa")
 
 
 class WeightedMultiLoss(nn.Module):
-    """Cross-entropy on the digit plus mean squared error on the sum, weighted per task.
+    """Each task's loss over its labelled samples, weighted per task by a strategy.
 
-    The task losses come from :func:`~multitask_mnist.losses.task_losses`; a
+    The task losses come from :func:`~multitask_mnist.tasks.masked_task_losses`
+    (cross-entropy for a multiclass task, binary cross-entropy for a binary one,
+    squared error for a regression, or the task's own loss); a
     :class:`~multitask_mnist.losses.LossWeighting` strategy (``weighting``) turns
     them into the total and holds any learned or running state. The Trainer trains
     this module together with the model (one
     :class:`~multitask_mnist.training.TrainingTask`), so learned weights are
     optimized, averaged across processes and checkpointed like any weight.
+
+    The tasks come from ``tasks`` or, when it is left out, from the model the loss
+    is bound to (:meth:`bind`, which the Trainer calls with the model's tasks).
 
     Strategies:
 
@@ -46,31 +51,32 @@ class WeightedMultiLoss(nn.Module):
       follow how fast each task's loss fell, and sum to the number of tasks.
 
     Args:
-        weights: For ``"fixed"``: the weight of each task, by name (``"digit"``,
-            ``"sum"``); a task left out weighs 1. Defaults to equal weights.
+        weights: For ``"fixed"``: the weight of each task, by name; a task left out
+            weighs 1. Defaults to equal weights.
+        tasks: The tasks, or ``None`` to take them from the model at :meth:`bind`.
         strategy: One of :data:`STRATEGIES`.
         temperature: The ``"dwa"`` softmax temperature.
 
     Raises:
         TypeError: A weight is not a real number.
-        ValueError: A task name other than ``digit`` and ``sum``; a negative, NaN or
+        ValueError: A weight for a task the model does not have; a negative, NaN or
             infinite weight; ``weights`` with a strategy other than ``"fixed"``; an
             unknown ``strategy``; a temperature that is not positive.
 
     Shapes:
-        ``forward(output, digit, sum_target)``: ``output.digit_logits`` ``(B, C)``,
-        ``output.sum`` ``(B,)``, ``digit`` and ``sum_target`` ``(B,)`` int64 ->
+        ``forward(predictions, targets, masks=None, teachers=None)``: by task name,
+        ``(B, C)`` logits or ``(B,)`` values, and ``(B,)`` labels (missing ones marked
+        as :func:`~multitask_mnist.tasks.label_mask` says) ->
         :class:`~multitask_mnist.losses.MultiLossOutput` of scalars.
 
     Example:
         >>> import torch
-        >>> from multitask_mnist.models import MultiTaskOutput
-        >>> loss = WeightedMultiLoss({"digit": 1.0, "sum": 0.5})
-        >>> out = MultiTaskOutput(torch.zeros(2, 10), torch.tensor([3.0, 6.0]))
-        >>> loss(out, torch.tensor([1, 2]), torch.tensor([3, 6])).total.shape
-        torch.Size([])
-        >>> WeightedMultiLoss(strategy="uncertainty").task_weights()
-        {'digit': 0.5, 'sum': 0.5}
+        >>> from multitask_mnist.tasks import DIGIT_SUM_TASKS
+        >>> loss = WeightedMultiLoss({"digit": 1.0, "sum": 0.5}, tasks=DIGIT_SUM_TASKS)
+        >>> out = loss({"digit": torch.zeros(2, 10), "sum": torch.tensor([3.0, 6.0])},
+        ...            {"digit": torch.tensor([1, 2]), "sum": torch.tensor([3, 6])})
+        >>> out.total.shape, loss.task_weights()
+        (torch.Size([]), {'digit': 1.0, 'sum': 0.5})
     """
 
     weighting: LossWeighting
@@ -79,6 +85,7 @@ class WeightedMultiLoss(nn.Module):
         self,
         weights: Mapping[str, float] | None = None,
         *,
+        tasks: Sequence[Task] | None = None,
         strategy: str = "fixed",
         temperature: float = 2.0,
     ) -> None:
@@ -91,44 +98,89 @@ class WeightedMultiLoss(nn.Module):
         self.temperature = check_number("temperature", temperature)
         if self.temperature <= 0:
             raise ValueError(f"Expected argument `temperature` to be > 0, got {temperature}")
-        self.weights: dict[str, float] = self._check_weights(dict(weights or {}))
-        if strategy == "uncertainty":
-            self.weighting = UncertaintyWeighting(len(TASKS))
-        elif strategy == "dwa":
-            self.weighting = DynamicWeightAverage(len(TASKS), self.temperature)
-        else:
-            self.weighting = FixedWeighting(torch.tensor([self.weights[t] for t in TASKS]))
+        self.given_weights = self._check_values(dict(weights or {}))
+        self.tasks: tuple[Task, ...] = ()
+        self.weights: dict[str, float] = {}
+        if tasks is not None:
+            self.bind(tasks)
 
     @staticmethod
-    def _check_weights(given: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(given) - set(TASKS))
-        if unknown:
-            raise ValueError(
-                f"Unknown task name(s) in `weights`: {', '.join(map(repr, unknown))}; "
-                f"the tasks are {', '.join(map(repr, TASKS))}"
-            )
+    def _check_values(given: dict[str, float]) -> dict[str, float]:
         for task, value in given.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"Expected `weights[{task!r}]` to be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"Expected `weights[{task!r}]` to be finite and >= 0, got {value}")
-        return {task: float(given.get(task, 1.0)) for task in TASKS}
+        return {task: float(value) for task, value in given.items()}
+
+    def bind(self, tasks: Sequence[Task]) -> None:
+        """Take the tasks (once) and build the weighting strategy for them.
+
+        Binding again to tasks of the same names does nothing.
+
+        Raises:
+            ValueError: Already bound to other tasks, or ``weights`` names a task that
+                is not among them.
+        """
+        tasks = tuple(tasks)
+        names = [task.name for task in tasks]
+        if self.tasks:
+            if [task.name for task in self.tasks] != names:
+                raise ValueError(
+                    f"This loss is for tasks {', '.join(t.name for t in self.tasks)}; "
+                    f"the model has {', '.join(names)}"
+                )
+            return
+        if not tasks:
+            raise ValueError("Expected at least one task, got none")
+        unknown = sorted(set(self.given_weights) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Unknown task name(s) in `weights`: {', '.join(map(repr, unknown))}; "
+                f"the tasks are {', '.join(map(repr, names))}"
+            )
+        self.tasks = tasks
+        self.weights = {name: self.given_weights.get(name, 1.0) for name in names}
+        if self.strategy == "uncertainty":
+            self.weighting = UncertaintyWeighting(len(tasks))
+        elif self.strategy == "dwa":
+            self.weighting = DynamicWeightAverage(len(tasks), self.temperature)
+        else:
+            self.weighting = FixedWeighting(torch.tensor(list(self.weights.values())))
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The names of the bound tasks, in order."""
+        return tuple(task.name for task in self.tasks)
+
+    def _bound(self) -> None:
+        if not self.tasks:
+            raise RuntimeError(
+                "This loss has no tasks yet: pass `tasks=` or let the Trainer bind it to "
+                "the model's tasks"
+            )
 
     def forward(
-        self, output: MultiTaskOutput, digit: Tensor, sum_target: Tensor
+        self,
+        predictions: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor] | None = None,
+        teachers: Mapping[str, str] | None = None,
     ) -> MultiLossOutput:
         """Return the weighted total and the per-task losses."""
-        parts = task_losses(output.digit_logits, output.sum, digit, sum_target, output.adder)
-        total = self.weighting(torch.stack([parts[task] for task in TASKS]))
+        self._bound()
+        parts = masked_task_losses(self.tasks, predictions, targets, masks, teachers)
+        total = self.weighting(torch.stack(list(parts.values())))
         return MultiLossOutput(total, parts)
 
     def task_weights(self) -> dict[str, float]:
         """The weight each task's loss currently gets, by task name.
 
         Returns:
-            ``{"digit": w, "sum": w}``; for ``"uncertainty"``, ``0.5 * exp(-log_var)``.
+            ``{task: w}``; for ``"uncertainty"``, ``0.5 * exp(-log_var)``.
         """
-        return dict(zip(TASKS, self.weighting.weights().tolist(), strict=True))
+        self._bound()
+        return dict(zip(self.task_names, self.weighting.weights().tolist(), strict=True))
 
     def on_train_epoch_end(self) -> None:
         """Close a training epoch; the strategy may update its weights (``"dwa"`` does).
@@ -136,9 +188,10 @@ class WeightedMultiLoss(nn.Module):
         The Trainer calls this through
         :meth:`~multitask_mnist.training.TrainingTask.on_train_epoch_end`.
         """
+        self._bound()
         self.weighting.on_train_epoch_end()
 
     def extra_repr(self) -> str:
         return f"strategy={self.strategy!r}" + (
-            f", weights={self.weights}" if self.strategy == "fixed" else ""
+            f", weights={self.weights or self.given_weights}" if self.strategy == "fixed" else ""
         )

@@ -1,5 +1,7 @@
-"""Model pieces: the convolutional trunk, the fusion head, and the network joining them."""
+"""Model pieces: the multi-task network of named blocks, the convolutional trunk and
+the fusion head, and the digit + sum composition of the two."""
 
+from multitask_mnist.models.digit_sum import digit_sum_net
 from multitask_mnist.models.head import (
     EXACT_SLACK,
     FUSION_MODES,
@@ -7,20 +9,27 @@ from multitask_mnist.models.head import (
     Fusion,
     ScalarFusionHead,
 )
-from multitask_mnist.models.net import MultiTaskNet, MultiTaskOutput, PresetRecord
+from multitask_mnist.models.lenet import MultiLeNetEncoder, MultiLeNetHead
+from multitask_mnist.models.mlp import MLPHead
+from multitask_mnist.models.net import Block, Input, MultiTaskNet, PresetRecord
 from multitask_mnist.models.trunk import Conv, ConvTrunk, LayerSpec, MaxPool
 
 __all__ = [
     "EXACT_SLACK",
     "FUSION_MODES",
     "AdderCertificate",
+    "Block",
     "Conv",
     "ConvTrunk",
     "Fusion",
+    "Input",
     "LayerSpec",
+    "MLPHead",
     "MaxPool",
+    "MultiLeNetEncoder",
+    "MultiLeNetHead",
     "MultiTaskNet",
-    "MultiTaskOutput",
     "PresetRecord",
     "ScalarFusionHead",
+    "digit_sum_net",
 ]

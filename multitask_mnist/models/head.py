@@ -279,5 +279,15 @@ class ScalarFusionHead(nn.Module):
             tuple(coefficients.tolist()), intercept, max_error, margin, margin > EXACT_SLACK
         )
 
+    def diagnostics(self) -> dict[str, float]:
+        """``adder_exact`` and ``adder_margin`` of :meth:`certificate`, for reports.
+
+        Example:
+            >>> ScalarFusionHead().diagnostics()
+            {'adder_exact': True, 'adder_margin': 0.5}
+        """
+        certificate = self.certificate()
+        return {"adder_exact": certificate.exact, "adder_margin": certificate.margin}
+
     def extra_repr(self) -> str:
         return f"fusion={self.fusion!r}, side_range={self.side_range}"

@@ -1,16 +1,30 @@
-"""The two-input, two-output network: a trunk reads the image, a head adds the number."""
+"""A multi-task network of named inputs and named blocks, returning predictions by task.
+
+A :class:`MultiTaskNet` is a small graph: each :class:`Block` is a module that reads
+named inputs or the outputs of earlier blocks, and a block that answers a
+:class:`~multitask_mnist.tasks.Task` puts its output under that task's name. A head
+may read another head's output, as the sum head reads the digit logits.
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, TypedDict
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
-from multitask_mnist.models.head import ScalarFusionHead
-from multitask_mnist.models.trunk import ConvTrunk
+from multitask_mnist._validation import check_int
+from multitask_mnist.tasks.task import Task, teacher_forced_key
 
-__all__ = ["MultiTaskNet", "MultiTaskOutput", "PresetRecord"]
+__all__ = [
+    "Block",
+    "Input",
+    "MultiTaskNet",
+    "PresetRecord",
+]
 
 
 class PresetRecord(TypedDict):
@@ -30,111 +44,382 @@ class PresetRecord(TypedDict):
     kwargs: dict[str, Any]
 
 
-class MultiTaskOutput(NamedTuple):
-    """What :class:`MultiTaskNet` returns.
+@dataclass(frozen=True)
+class Input:
+    """One named input of a :class:`MultiTaskNet`, checked at the model's boundary.
 
-    Attributes:
-        digit_logits: ``(B, num_classes)`` logits of the digit.
-        sum: ``(B,)`` float32 prediction of ``digit + number``.
-        adder: ``(B,)`` float32 teacher-forced sum: the head applied to the true
-            digit, present only when the true digit was passed to
-            :meth:`MultiTaskNet.forward` (the Trainer does so in training); its loss
-            is what trains the head.
+    Args:
+        name: The input's name: its key in the model's input mapping and in a batch.
+        shape: The shape of one sample, without the batch dimension: ``(1, 28, 28)``
+            for an MNIST image, ``()`` for a scalar, ``(3,)`` for a vector.
+        integer: Whether the values must be whole numbers (in an integer or a float
+            tensor); otherwise a floating-point tensor is required.
+        low: The smallest value allowed, or ``None``.
+        high: The largest value allowed, or ``None``.
+
+    Raises:
+        ValueError: An empty name, a negative dimension, or ``low > high``.
 
     Example:
-        >>> import torch
-        >>> out = MultiTaskOutput(torch.zeros(2, 10), torch.tensor([3.0, 7.0]))
-        >>> out.sum.tolist()
-        [3.0, 7.0]
+        >>> number = Input("number", (), integer=True, low=0, high=9)
+        >>> number.check(torch.tensor([3, 12]))
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `number` to hold whole numbers in 0..9, got 12
     """
 
-    digit_logits: Tensor
-    sum: Tensor
-    adder: Tensor | None = None
+    name: str
+    shape: tuple[int, ...] = ()
+    integer: bool = False
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(
+                f"Expected argument `name` to be an identifier such as 'image', got {self.name!r}"
+            )
+        object.__setattr__(self, "shape", tuple(self.shape))
+        for size in self.shape:
+            check_int("shape", size, minimum=1)
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(
+                f"Expected `low <= high` for input {self.name!r}, got {self.low} > {self.high}"
+            )
+
+    def check(self, value: object, batch: int | None = None) -> None:
+        """Raise ``TypeError``/``ValueError`` naming this input if ``value`` is wrong.
+
+        Args:
+            value: ``(B, *shape)`` tensor.
+            batch: The batch size ``B`` the other inputs have, or ``None``.
+        """
+        name = self.name
+        if not isinstance(value, Tensor) or value.dtype == torch.bool or value.is_complex():
+            got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            kind = "an integer or float" if self.integer else "a floating-point"
+            raise TypeError(f"Expected `{name}` to be {kind} tensor, got {got}")
+        if not self.integer and not value.is_floating_point():
+            raise TypeError(f"Expected `{name}` to be a floating-point tensor, got {value.dtype}")
+        if value.ndim != 1 + len(self.shape) or tuple(value.shape[1:]) != self.shape:
+            want = ", ".join(["B", *map(str, self.shape)])
+            raise ValueError(
+                f"Expected `{name}` of shape ({want}{',' if not self.shape else ''}), "
+                f"got {tuple(value.shape)}"
+            )
+        if batch is not None and value.shape[0] != batch:
+            raise ValueError(
+                f"Expected `{name}` to hold a batch of {batch} like the first input, "
+                f"got {value.shape[0]}"
+            )
+        bad = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
+        if value.is_floating_point():
+            bad |= ~torch.isfinite(value)
+            if self.integer:
+                bad |= value != value.round()
+        if self.low is not None:
+            bad |= value < self.low
+        if self.high is not None:
+            bad |= value > self.high
+        if bool(bad.any()):
+            culprit = value[bad][0].item()
+            if self.integer or self.low is not None or self.high is not None:
+                raise ValueError(f"Expected `{name}` to hold {self._allowed()}, got {culprit}")
+            raise ValueError(f"Expected `{name}` to be finite, got NaN or infinite values")
+
+    def _allowed(self) -> str:
+        def show(bound: float) -> str:
+            return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+        what = "whole numbers" if self.integer else "finite values"
+        if self.low is not None and self.high is not None:
+            return f"{what} in {show(self.low)}..{show(self.high)}"
+        if self.low is not None:
+            return f"{what} >= {show(self.low)}"
+        if self.high is not None:
+            return f"{what} <= {show(self.high)}"
+        return what
+
+
+@dataclass(frozen=True)
+class Block:
+    """One module of a :class:`MultiTaskNet` and what it reads.
+
+    Args:
+        module: Called with the values named in ``reads``, in order.
+        reads: Names of model inputs or of earlier blocks.
+        task: The task this block's output predicts, or ``None`` for a shared
+            encoder whose output only other blocks read.
+        teacher: The name of another task whose *true label* the module receives as
+            an extra last argument in training, when the model is given targets. The
+            module then returns ``(prediction, teacher_forced_prediction)``; the
+            second, the module applied to the true label, joins the task's loss over
+            the samples that have both labels. The sum head is taught this way with
+            the true digit (see :meth:`~multitask_mnist.models.ScalarFusionHead.forward`).
+        fast: Train this block at the Trainer's ``head_lr_scale`` times the learning
+            rate, without weight decay (the small fusion head of ``mnist_sum``).
+
+    Example:
+        >>> from multitask_mnist.tasks import Task
+        >>> Block(nn.Linear(4, 1), reads=["features"], task=Task("size", "regression")).reads
+        ('features',)
+    """
+
+    module: nn.Module
+    reads: Sequence[str]
+    task: Task | None = None
+    teacher: str | None = None
+    fast: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.module, nn.Module):
+            raise TypeError(
+                f"Expected `module` to be an nn.Module, got {type(self.module).__name__}"
+            )
+        if isinstance(self.reads, str) or not self.reads:
+            raise ValueError(
+                f"Expected `reads` to be a non-empty list of names, got {self.reads!r}"
+            )
+        object.__setattr__(self, "reads", tuple(self.reads))
+        if self.task is not None and not isinstance(self.task, Task):
+            raise TypeError(f"Expected `task` to be a Task or None, got {self.task!r}")
+        if self.teacher is not None and self.task is None:
+            raise ValueError("A block with a `teacher` must predict a `task`")
 
 
 class MultiTaskNet(nn.Module):
-    """Image and number in; digit logits and their sum out.
+    """Named inputs in; a prediction per task out, through a graph of named blocks.
 
-    Inputs are checked at the boundary with one batched test each, so a wrong
-    tensor gets an error naming it instead of a shape error from inside a layer.
+    Each block's module is registered under the block's name, so its parameters are
+    named ``{block}.{parameter}``. Blocks run in the order given; each reads model
+    inputs or earlier blocks. Inputs are checked at the boundary with one batched
+    test each, so a wrong tensor gets an error naming it instead of a shape error
+    from inside a layer.
 
     Args:
-        trunk: Maps ``(B, C, H, W)`` images to ``(B, num_classes)`` logits.
-        head: Joins the digit estimate with the number.
+        blocks: ``{name: Block}``, in the order they run.
+        inputs: The model's inputs.
 
     Shapes:
-        ``forward(image, number, digit=None)``: ``image`` ``(B, 1, 28, 28)`` float,
-        ``number`` ``(B,)`` integer-valued, ``digit`` ``(B,)`` int64 true digits or
-        ``None`` -> :class:`MultiTaskOutput`.
+        ``forward(inputs, targets=None)``: ``inputs`` ``{name: (B, *shape)}`` (or the
+        tensors in declared order, or keywords) ->
+        ``{task: prediction}``, ``(B, C)`` logits for a multiclass task, ``(B,)`` for
+        a binary or a regression task. With ``targets`` (``{task: (B,)}``, as the
+        Trainer passes in training), a block with a ``teacher`` also adds its
+        teacher-forced prediction under
+        :func:`~multitask_mnist.tasks.teacher_forced_key`.
 
     Raises:
-        ValueError: The trunk's output width differs from the head's ``num_classes``.
+        ValueError: A name used twice, a block reading a name that no input or earlier
+            block defines, a teacher that is not a task, two blocks for one task, no
+            task at all, or a block name the module cannot take.
 
     Example:
-        >>> import torch
-        >>> from multitask_mnist import presets
-        >>> net = presets.mnist_sum()
-        >>> out = net(torch.zeros(2, 1, 28, 28), torch.tensor([3, 7]))
-        >>> out.digit_logits.shape, out.sum.shape
-        (torch.Size([2, 10]), torch.Size([2]))
+        >>> from multitask_mnist.tasks import Task
+        >>> net = MultiTaskNet(
+        ...     {"encoder": Block(nn.Flatten(), ["image"]),
+        ...      "digit": Block(nn.Linear(4, 10), ["encoder"],
+        ...                     Task("digit", "multiclass", num_classes=10))},
+        ...     [Input("image", (1, 2, 2))])
+        >>> net({"image": torch.zeros(3, 1, 2, 2)})["digit"].shape
+        torch.Size([3, 10])
     """
 
-    def __init__(self, trunk: ConvTrunk, head: ScalarFusionHead) -> None:
+    def __init__(self, blocks: Mapping[str, Block], inputs: Sequence[Input]) -> None:
         super().__init__()
-        if trunk.out_features != head.num_classes:
-            raise ValueError(
-                f"The trunk gives {trunk.out_features} logits but the head expects "
-                f"num_classes={head.num_classes}"
-            )
-        self.trunk = trunk
-        self.head = head
+        self.inputs: dict[str, Input] = {}
+        for spec in inputs:
+            if not isinstance(spec, Input):
+                raise TypeError(f"Expected each input to be an Input, got {spec!r}")
+            if spec.name == "targets":
+                raise ValueError("The input name 'targets' is reserved for forward(targets=...)")
+            if spec.name in self.inputs:
+                raise ValueError(f"Two inputs are named {spec.name!r}")
+            self.inputs[spec.name] = spec
+        if not self.inputs:
+            raise ValueError("Expected at least one input, got none")
+        self._blocks: dict[str, Block] = {}
+        for name, block in blocks.items():
+            self._add_block(name, block)
+        self.tasks: tuple[Task, ...] = tuple(
+            b.task for b in self._blocks.values() if b.task is not None
+        )
+        if not self.tasks:
+            raise ValueError("Expected at least one block with a `task`, got none")
+        names = [task.name for task in self.tasks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"Two blocks predict task {twice[0]!r}; give each task one block")
+        #: ``{task: teacher task}`` for the teacher-forced blocks.
+        self.teachers: dict[str, str] = {}
+        for block in self._blocks.values():
+            if block.teacher is not None and block.task is not None:
+                if block.teacher not in names:
+                    raise ValueError(
+                        f"Block of task {block.task.name!r} has teacher {block.teacher!r}, "
+                        f"which is not a task; the tasks are {', '.join(map(repr, names))}"
+                    )
+                self.teachers[block.task.name] = block.teacher
         #: Set by the preset builders; ``None`` for a network built by hand.
         self.preset: PresetRecord | None = None
 
+    def _add_block(self, name: str, block: Block) -> None:
+        if not isinstance(block, Block):
+            raise TypeError(f"Expected block {name!r} to be a Block, got {type(block).__name__}")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"Expected a block name such as 'trunk', got {name!r}")
+        if name in self.inputs or name in self._blocks:
+            raise ValueError(f"The name {name!r} is used twice; inputs and blocks need their own")
+        known = [*self.inputs, *self._blocks]
+        for read in block.reads:
+            if read not in known:
+                raise ValueError(
+                    f"Block {name!r} reads {read!r}, which is neither an input nor an earlier "
+                    f"block; known names: {', '.join(map(repr, known))}"
+                )
+        try:
+            self.add_module(name, block.module)
+        except KeyError as error:  # the name of an attribute nn.Module has already
+            raise ValueError(f"Cannot name a block {name!r}: {error.args[0]}") from None
+        self._blocks[name] = block
+
+    @property
+    def blocks(self) -> dict[str, Block]:
+        """The blocks by name, in the order they run."""
+        return dict(self._blocks)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The names of the inputs, in the order declared."""
+        return tuple(self.inputs)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The names of the tasks, in the order of their blocks."""
+        return tuple(task.name for task in self.tasks)
+
     def forward(
-        self, image: Tensor, number: Tensor, digit: Tensor | None = None
-    ) -> MultiTaskOutput:
-        """Predict the digit and the sum; see the class docstring for shapes.
+        self,
+        *args: Tensor | Mapping[str, Tensor],
+        targets: Mapping[str, Tensor] | None = None,
+        **named: Tensor,
+    ) -> dict[str, Tensor]:
+        """Predict every task; see the class docstring for shapes.
 
-        Passing the true ``digit`` teacher-forces the adder (see
-        :meth:`ScalarFusionHead.forward`): ``adder`` is filled in, and ``sum`` stays
-        the prediction from the digit estimate, its loss reaching the trunk only.
+        The inputs come as one mapping ``net({"image": x, "number": n})``, as tensors in
+        the order the inputs were declared ``net(x, n)``, or by keyword
+        ``net(image=x, number=n)``.
         """
-        self.check_inputs(image, number)
-        logits = self.trunk(image)
-        if digit is None:
-            return MultiTaskOutput(logits, self.head(logits, number))
-        sum_pred, adder = self.head(logits, number, digit)
-        return MultiTaskOutput(logits, sum_pred, adder)
+        inputs = self._gather(args, named)
+        self.check_inputs(inputs)
+        values: dict[str, Tensor] = dict(inputs)
+        out: dict[str, Tensor] = {}
+        for name, block in self._blocks.items():
+            reads = [values[read] for read in block.reads]
+            module = getattr(self, name)
+            if block.teacher is not None and block.task is not None and targets is not None:
+                prediction, forced = module(*reads, targets[block.teacher])
+                out[teacher_forced_key(block.task.name)] = forced
+            else:
+                prediction = module(*reads)
+            values[name] = prediction
+            if block.task is not None:
+                out[block.task.name] = prediction
+        return out
 
-    def check_inputs(self, image: Tensor, number: Tensor) -> None:
-        """Raise ``TypeError``/``ValueError`` naming ``image`` or ``number`` if either is wrong."""
-        shape = self.trunk.input_shape
-        if not isinstance(image, Tensor) or not image.is_floating_point():
-            got = image.dtype if isinstance(image, Tensor) else type(image).__name__
-            raise TypeError(f"Expected `image` to be a floating-point tensor, got {got}")
-        if image.ndim != 4 or tuple(image.shape[1:]) != shape:
-            raise ValueError(
-                f"Expected `image` of shape (B, {', '.join(map(str, shape))}), "
-                f"got {tuple(image.shape)}"
+    def _gather(
+        self, args: tuple[Tensor | Mapping[str, Tensor], ...], named: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The inputs by name, from a mapping, positional tensors or keywords."""
+        if len(args) == 1 and isinstance(args[0], Mapping) and not named:
+            return dict(args[0])
+        if len(args) > len(self.inputs):
+            raise TypeError(
+                f"Expected at most {len(self.inputs)} positional inputs "
+                f"({', '.join(self.inputs)}), got {len(args)}"
             )
-        if not isinstance(number, Tensor) or number.dtype == torch.bool or number.is_complex():
-            got = number.dtype if isinstance(number, Tensor) else type(number).__name__
-            raise TypeError(f"Expected `number` to be an integer or float tensor, got {got}")
-        if number.ndim != 1 or number.shape[0] != image.shape[0]:
-            raise ValueError(
-                f"Expected `number` of shape ({image.shape[0]},) to match the batch of "
-                f"`image`, got {tuple(number.shape)}"
+        inputs: dict[str, Tensor] = {}
+        for name, value in zip(self.inputs, args, strict=False):
+            if isinstance(value, Mapping):
+                raise TypeError("Pass the inputs as one mapping, or as tensors, not both")
+            inputs[name] = value
+        twice = sorted(set(inputs) & set(named))
+        if twice:
+            raise TypeError(f"Got input {twice[0]!r} both by position and by keyword")
+        return inputs | named
+
+    def check_inputs(self, inputs: Mapping[str, Tensor]) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the input that is missing or wrong."""
+        if not isinstance(inputs, Mapping):
+            raise TypeError(
+                f"Expected the inputs as a mapping {{name: tensor}} with names "
+                f"{', '.join(map(repr, self.inputs))}, got {type(inputs).__name__}"
             )
-        low, high = self.head.side_range
-        bad = (number < low) | (number > high)
-        if number.is_floating_point():
-            bad |= number != number.round()  # NaN fails this too
-        if bool(bad.any()):
-            value = number[bad.nonzero()[0, 0]].item()
+        missing = [name for name in self.inputs if name not in inputs]
+        unknown = sorted(set(inputs) - set(self.inputs))
+        if missing or unknown:
             raise ValueError(
-                f"Expected `number` to hold whole numbers in {low}..{high}, got {value}"
+                f"Expected the inputs {', '.join(map(repr, self.inputs))}; "
+                + (f"missing {', '.join(map(repr, missing))}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {', '.join(map(repr, unknown))}" if unknown else "")
             )
-        if not bool(torch.isfinite(image).all()):
-            raise ValueError("Expected `image` to be finite, got NaN or infinite values")
+        batch: int | None = None
+        for name, spec in self.inputs.items():
+            spec.check(inputs[name], batch)
+            batch = inputs[name].shape[0] if batch is None else batch
+
+    def block_tasks(self) -> dict[str, tuple[str, ...]]:
+        """For each block, the tasks whose predictions depend on it.
+
+        A block that several tasks depend on is shared (the trunk); one that a single
+        task depends on belongs to that task (its head).
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> presets.mnist_sum().block_tasks()
+            {'trunk': ('digit', 'sum'), 'head': ('sum',)}
+        """
+        readers: dict[str, set[str]] = {name: set() for name in self._blocks}
+        for name, block in reversed(self._blocks.items()):
+            if block.task is not None:
+                readers[name].add(block.task.name)
+            for read in block.reads:
+                if read in readers:
+                    readers[read] |= readers[name]
+        order = self.task_names
+        return {name: tuple(t for t in order if t in readers[name]) for name in self._blocks}
+
+    def fast_modules(self) -> list[nn.Module]:
+        """The modules of the blocks marked ``fast``."""
+        return [getattr(self, name) for name, b in self._blocks.items() if b.fast]
+
+    def diagnostics(self) -> dict[str, float]:
+        """What the blocks report about themselves: every block module's own
+        ``diagnostics()`` merged (the fusion head's adder certificate, for one).
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> presets.mnist_sum().diagnostics()["adder_exact"]
+            True
+        """
+        out: dict[str, float] = {}
+        for module in self._block_modules():
+            report = getattr(module, "diagnostics", None)
+            if callable(report):
+                out.update(report())
+        return out
+
+    def _block_modules(self) -> Iterator[nn.Module]:
+        for name in self._blocks:
+            yield getattr(self, name)
+
+    def num_parameters(self) -> int:
+        """The number of parameters.
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> presets.mnist_sum().num_parameters()
+            100461
+        """
+        return sum(math.prod(p.shape) for p in self.parameters())

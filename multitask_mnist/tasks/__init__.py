@@ -11,9 +11,15 @@ This is the multi-task core that the digit/sum pair is one instance of
 (:data:`DIGIT_SUM_TASKS`).
 """
 
-from multitask_mnist.tasks.losses import label_mask, masked_mean, masked_task_losses
+from multitask_mnist.tasks.losses import label_mask, masked_mean, masked_task_losses, task_masks
 from multitask_mnist.tasks.metrics import TaskMetrics
-from multitask_mnist.tasks.task import DIGIT_SUM_TASKS, MISSING, TASK_KINDS, Task
+from multitask_mnist.tasks.task import (
+    DIGIT_SUM_TASKS,
+    MISSING,
+    TASK_KINDS,
+    Task,
+    teacher_forced_key,
+)
 
 __all__ = [
     "DIGIT_SUM_TASKS",
@@ -24,4 +30,6 @@ __all__ = [
     "label_mask",
     "masked_mean",
     "masked_task_losses",
+    "task_masks",
+    "teacher_forced_key",
 ]

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from multitask_mnist.tasks.task import MISSING, Task
+from multitask_mnist.tasks.task import MISSING, Task, teacher_forced_key
 
-__all__ = ["label_mask", "masked_mean", "masked_task_losses"]
+__all__ = ["label_mask", "masked_mean", "masked_task_losses", "task_masks"]
 
 
 def label_mask(target: Tensor) -> Tensor:
@@ -59,6 +59,7 @@ def masked_task_losses(
     predictions: Mapping[str, Tensor],
     targets: Mapping[str, Tensor],
     masks: Mapping[str, Tensor] | None = None,
+    teachers: Mapping[str, str] | None = None,
 ) -> dict[str, Tensor]:
     """Each task's loss: its mean over the samples that have its label.
 
@@ -66,11 +67,17 @@ def masked_task_losses(
     A batch with no label for a task gives that task a loss of exactly zero, with no
     NaN in it or in any gradient.
 
+    A task taught by another (``teachers[name]``, see
+    :class:`~multitask_mnist.models.Block`) whose teacher-forced prediction is in
+    ``predictions`` (under ``"{name}/teacher_forced"``) adds that prediction's loss,
+    its mean over the samples that have both labels.
+
     Args:
         tasks: The tasks.
         predictions: By task name: ``(B, C)`` logits or ``(B,)`` values.
         targets: By task name: ``(B,)`` labels.
         masks: By task name: ``(B,)`` bool, true where the label is present.
+        teachers: ``{task: teacher task}``.
 
     Returns:
         ``{name: ()}`` float32 losses, in the order of ``tasks``.
@@ -87,14 +94,52 @@ def masked_task_losses(
         >>> {name: round(float(v), 3) for name, v in losses.items()}
         {'digit': 0.0, 'sum': 0.5}
     """
+    found = task_masks(tasks, targets, masks)
     losses: dict[str, Tensor] = {}
     for task in tasks:
-        for kind, mapping in (("prediction", predictions), ("target", targets)):
-            if task.name not in mapping:
-                raise KeyError(f"No {kind} for task {task.name!r}; got {sorted(mapping)}")
-        target = targets[task.name]
-        mask = masks[task.name] if masks is not None and task.name in masks else label_mask(target)
-        safe = torch.where(mask, target, task.dummy_target(target))
-        per_sample = task.loss_per_sample(predictions[task.name], safe)
-        losses[task.name] = masked_mean(per_sample, mask)
+        if task.name not in predictions:
+            raise KeyError(f"No prediction for task {task.name!r}; got {sorted(predictions)}")
+        mask = found[task.name]
+        safe = torch.where(mask, targets[task.name], task.dummy_target(targets[task.name]))
+        loss = masked_mean(task.loss_per_sample(predictions[task.name], safe), mask)
+        teacher = teachers.get(task.name) if teachers is not None else None
+        forced = predictions.get(teacher_forced_key(task.name)) if teacher is not None else None
+        if teacher is not None and forced is not None:
+            both = mask & found[teacher]
+            loss = loss + masked_mean(task.loss_per_sample(forced, safe), both)
+        losses[task.name] = loss
     return losses
+
+
+def task_masks(
+    tasks: Sequence[Task],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Each task's mask: ``masks[name]`` where given, else :func:`label_mask` of its target.
+
+    Args:
+        tasks: The tasks.
+        targets: By task name: ``(B,)`` labels.
+        masks: By task name: ``(B,)`` bool, true where the label is present.
+
+    Returns:
+        ``{name: (B,) bool}``, true where the sample has the task's label.
+
+    Raises:
+        KeyError: A task without a target, named in the message.
+
+    Example:
+        >>> from multitask_mnist.tasks import DIGIT_SUM_TASKS
+        >>> found = task_masks(DIGIT_SUM_TASKS, {"digit": torch.tensor([-1, 2]),
+        ...                                      "sum": torch.tensor([3.0, float("nan")])})
+        >>> {name: mask.tolist() for name, mask in found.items()}
+        {'digit': [False, True], 'sum': [True, False]}
+    """
+    found: dict[str, Tensor] = {}
+    for task in tasks:
+        if task.name not in targets:
+            raise KeyError(f"No target for task {task.name!r}; got {sorted(targets)}")
+        given = masks.get(task.name) if masks is not None else None
+        found[task.name] = given if given is not None else label_mask(targets[task.name])
+    return found

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from multitask_mnist._validation import check_choice, check_int
 
-__all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind"]
+__all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind", "teacher_forced_key"]
 
 TaskKind = Literal["multiclass", "binary", "regression"]
 #: The kinds of task the library knows.
@@ -22,6 +22,23 @@ TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 MISSING = -1
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def teacher_forced_key(task: str) -> str:
+    """The key of a task's teacher-forced prediction in a training output mapping
+    (see :class:`~multitask_mnist.models.Block`).
+
+    Args:
+        task: The task's name.
+
+    Returns:
+        ``"{task}/teacher_forced"``.
+
+    Example:
+        >>> teacher_forced_key("sum")
+        'sum/teacher_forced'
+    """
+    return f"{task}/teacher_forced"
 
 
 def _multiclass_loss(prediction: Tensor, target: Tensor) -> Tensor:

@@ -4,7 +4,7 @@
 events and the default callbacks (checkpoints, run files, log lines, progress,
 early stopping); ``optim`` optimizer and schedule factories; ``checkpoint`` the
 saved state and its files; ``distributed`` torchrun and DDP; ``preemption`` signals;
-``run_lock`` one run per output folder; ``metrics`` and ``history`` what a run records.
+``run_lock`` one run per output folder; ``history`` what a run records.
 """
 
 from multitask_mnist.training import distributed
@@ -31,7 +31,6 @@ from multitask_mnist.training.checkpoint import (
     write_text_atomic,
 )
 from multitask_mnist.training.history import History
-from multitask_mnist.training.metrics import METRIC_NAMES
 from multitask_mnist.training.optim import (
     OPTIMIZERS,
     SCHEDULERS,
@@ -48,7 +47,6 @@ __all__ = [
     "BEST_CHECKPOINT",
     "CHECKPOINT_FORMAT",
     "LAST_CHECKPOINT",
-    "METRIC_NAMES",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULERS",

@@ -32,10 +32,11 @@ __all__ = [
 
 _TMP_SUFFIX = ".tmp"
 
-#: The format this version writes. Format 1 (no callbacks, no mid-epoch position)
-#: still loads for its weights and preset; only format 2 can be resumed from.
-CHECKPOINT_FORMAT = 2
-_READABLE_FORMATS = (1, 2)
+#: The format this version writes. Formats 1 (no callbacks, no mid-epoch position) and
+#: 2 (metric sums of the fixed digit/sum pair) still load for their weights and preset;
+#: only format 3 (metric sums by task) can be resumed from.
+CHECKPOINT_FORMAT = 3
+_READABLE_FORMATS = (1, 2, 3)
 
 
 class TrainingState(TypedDict):

@@ -7,7 +7,7 @@ their own factories to the Trainer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -43,9 +43,13 @@ SCHEDULERS = ("onecycle", "cosine", "constant")
 
 
 def param_groups(
-    module: nn.Module, *, lr: float, fast: nn.Module | None = None, fast_lr_scale: float = 1.0
+    module: nn.Module,
+    *,
+    lr: float,
+    fast: nn.Module | Sequence[nn.Module] | None = None,
+    fast_lr_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """The trainable parameters of ``module`` in groups: those of ``fast`` (a submodule)
+    """The trainable parameters of ``module`` in groups: those of ``fast`` (submodules)
     at ``lr * fast_lr_scale`` and without weight decay, every other one at ``lr``.
     Empty groups are left out.
 
@@ -55,7 +59,8 @@ def param_groups(
     Args:
         module: Everything to train, e.g. a :class:`~multitask_mnist.training.TrainingTask`.
         lr: The learning rate of most parameters.
-        fast: A submodule whose parameters get their own rate, e.g. the fusion head.
+        fast: Submodules whose parameters get their own rate, e.g. the fusion head
+            (the blocks a :class:`~multitask_mnist.models.MultiTaskNet` marks ``fast``).
         fast_lr_scale: Its rate as a multiple of ``lr``.
 
     Returns:
@@ -66,7 +71,9 @@ def param_groups(
         >>> [len(g["params"]) for g in param_groups(net, lr=0.1, fast=net[1], fast_lr_scale=10)]
         [2, 2]
     """
-    fast_params = [p for p in fast.parameters() if p.requires_grad] if fast is not None else []
+    fast_modules = [fast] if isinstance(fast, nn.Module) else list(fast or ())
+    fast_params = list({id(p): p for m in fast_modules for p in m.parameters()}.values())
+    fast_params = [p for p in fast_params if p.requires_grad]
     ids = {id(p) for p in fast_params}
     rest = [p for p in module.parameters() if p.requires_grad and id(p) not in ids]
     groups = [

@@ -27,23 +27,25 @@ def _new_figure(size: tuple[float, float]) -> Any:
 
 
 def save_curves(history: History, folder: Path) -> list[Path]:
-    """Write ``loss.png`` and ``accuracy.png`` of the train (and validation) metrics."""
+    """Write ``loss.png`` and ``accuracy.png`` of the train (and validation) metrics:
+    the total loss, and every task's accuracy."""
     if not history.epochs:
         return []
     epochs = history.metric("epoch")
+    seen = dict.fromkeys(key for row in history.epochs for key in row)
+    accuracies = tuple(
+        key
+        for split in ("train_", "val_")
+        for key in seen
+        if key.startswith(split)
+        and key.endswith("_accuracy")
+        and "_given_" not in key
+        and key != f"{split}joint_accuracy"
+    )
     written = []
     for name, keys, ylabel in (
         ("loss.png", ("train_loss", "val_loss"), "loss"),
-        (
-            "accuracy.png",
-            (
-                "train_digit_accuracy",
-                "train_sum_accuracy",
-                "val_digit_accuracy",
-                "val_sum_accuracy",
-            ),
-            "accuracy (%)",
-        ),
+        ("accuracy.png", accuracies, "accuracy (%)"),
     ):
         fig = _new_figure((6, 4))
         if fig is None:
@@ -63,8 +65,8 @@ def save_curves(history: History, folder: Path) -> list[Path]:
     return written
 
 
-def save_confusion(confusion: Tensor, folder: Path) -> Path | None:
-    """Write ``confusion_matrix.png``: rows are true digits, columns predicted ones."""
+def save_confusion(confusion: Tensor, path: Path, task: str = "digit") -> Path | None:
+    """Write a confusion matrix to ``path``: rows are true classes, columns predicted."""
     fig = _new_figure((6, 5.5))
     if fig is None:
         return None
@@ -78,11 +80,10 @@ def save_confusion(confusion: Tensor, folder: Path) -> Path | None:
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(len(counts)))
     ax.set_yticks(range(len(counts)))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_title("Test digits")
+    ax.set_xlabel(f"predicted {task}")
+    ax.set_ylabel(f"true {task}")
+    ax.set_title(f"Test: {task}")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     fig.tight_layout()
-    path = folder / "confusion_matrix.png"
     fig.savefig(path, dpi=100)
     return path

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
-from multitask_mnist.data import DigitSample
 from multitask_mnist.losses import MultiLossOutput, WeightedMultiLoss
-from multitask_mnist.models import MultiTaskNet, MultiTaskOutput
+from multitask_mnist.models import MultiTaskNet
 
 __all__ = ["TrainingTask"]
 
@@ -17,30 +18,33 @@ class TrainingTask(nn.Module):
     The Trainer optimizes this module and wraps it in DDP whole: learned loss
     weights are trained and averaged across processes like any other weight, with no
     special case in the loop (checkpoints keep the model's and the loss's states).
+    The loss is bound to the model's tasks here.
 
-    In training mode the true digit teacher-forces the adder (see
-    :meth:`~multitask_mnist.models.MultiTaskNet.forward`); in eval mode the model
-    sees the inputs alone.
+    In training mode the model receives the targets too, so teacher-forced blocks
+    (the sum head) learn from the true labels of their teacher task (see
+    :class:`~multitask_mnist.models.Block`); in eval mode it sees the inputs alone.
 
     Args:
         model: The network.
         loss: The loss and its weighting strategy.
 
+    Raises:
+        ValueError: The loss is bound to other tasks than the model's.
+
     Shapes:
-        ``forward(batch, image)``: a batched :class:`~multitask_mnist.data.DigitSample`
-        and its ``image`` ``(B, 1, 28, 28)`` (in the memory format the Trainer chose)
-        -> (:class:`~multitask_mnist.models.MultiTaskOutput`,
-        :class:`~multitask_mnist.losses.MultiLossOutput`).
+        ``forward(batch)``: ``{name: tensor}`` holding the model's inputs and every
+        task's ``(B,)`` labels (other fields are ignored) ->
+        (``{task: prediction}``, :class:`~multitask_mnist.losses.MultiLossOutput`).
 
     Example:
         >>> import torch
         >>> from multitask_mnist import presets
         >>> task = TrainingTask(presets.mnist_sum(), WeightedMultiLoss())
-        >>> batch = DigitSample(torch.zeros(2, 1, 28, 28), torch.tensor([1, 2]),
-        ...                     torch.tensor([3, 4]), torch.tensor([4, 6]))
-        >>> output, loss = task(batch, batch.image)
-        >>> output.adder is not None, loss.total.shape
-        (True, torch.Size([]))
+        >>> batch = {"image": torch.zeros(2, 1, 28, 28), "number": torch.tensor([1, 2]),
+        ...          "digit": torch.tensor([3, 4]), "sum": torch.tensor([4, 6])}
+        >>> predictions, loss = task(batch)
+        >>> sorted(predictions), loss.total.shape
+        (['digit', 'sum', 'sum/teacher_forced'], torch.Size([]))
     """
 
     model: MultiTaskNet
@@ -48,14 +52,34 @@ class TrainingTask(nn.Module):
 
     def __init__(self, model: MultiTaskNet, loss: WeightedMultiLoss) -> None:
         super().__init__()
+        loss.bind(model.tasks)
         self.model = model
         self.loss = loss
 
-    def forward(self, batch: DigitSample, image: Tensor) -> tuple[MultiTaskOutput, MultiLossOutput]:
+    def split(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The model's inputs and the tasks' targets of ``batch``.
+
+        Raises:
+            KeyError: A field the model needs is missing, named with those present.
+        """
+        missing = [n for n in (*self.model.input_names, *self.model.task_names) if n not in batch]
+        if missing:
+            raise KeyError(
+                f"The batch has no field {', '.join(map(repr, missing))}; it has "
+                f"{', '.join(map(repr, batch))}. Each sample needs the model's inputs "
+                f"({', '.join(self.model.input_names)}) and a label per task "
+                f"({', '.join(self.model.task_names)}; mark a missing label as "
+                "multitask_mnist.tasks.label_mask describes)"
+            )
+        inputs = {name: batch[name] for name in self.model.input_names}
+        targets = {name: batch[name] for name in self.model.task_names}
+        return inputs, targets
+
+    def forward(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], MultiLossOutput]:
         """Predict and score one batch."""
-        digit = batch.digit if self.training else None
-        output = self.model(image, batch.number, digit)
-        return output, self.loss(output, batch.digit, batch.sum)
+        inputs, targets = self.split(batch)
+        predictions = self.model(inputs, targets=targets if self.training else None)
+        return predictions, self.loss(predictions, targets, teachers=self.model.teachers)
 
     def on_train_epoch_end(self) -> None:
         """After every training epoch: the loss's weighting may update itself."""

@@ -33,10 +33,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from multitask_mnist._validation import check_choice, check_int, check_number
-from multitask_mnist.data import DigitSample
+from multitask_mnist.data.fields import as_fields, to_device
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
-from multitask_mnist.tasks import label_mask
+from multitask_mnist.tasks import TaskMetrics, label_mask
 from multitask_mnist.training import _runtime, distributed
 from multitask_mnist.training.callbacks import LAST_CHECKPOINT, Callback, default_callbacks
 from multitask_mnist.training.checkpoint import (
@@ -49,7 +49,6 @@ from multitask_mnist.training.checkpoint import (
     sweep_temporary_files,
 )
 from multitask_mnist.training.history import History
-from multitask_mnist.training.metrics import MetricAccumulator
 from multitask_mnist.training.optim import (
     OPTIMIZERS,
     SCHEDULERS,
@@ -84,23 +83,23 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Prediction(NamedTuple):
-    """What :meth:`Trainer.predict` returns.
+    """What :meth:`Trainer.predict` returns, on the CPU.
 
     Attributes:
-        digit: ``(B,)`` int64 predicted digits.
-        sum: ``(B,)`` int64 predicted sums, rounded.
-        sum_value: ``(B,)`` float32 predicted sums before rounding.
+        labels: By task name, ``(B,)`` the predicted labels: the class of a multiclass
+            task, 0/1 of a binary one, the rounded value of a regression.
+        outputs: By task name, the model's float32 outputs: ``(B, C)`` logits or
+            ``(B,)`` values (a regression's value before rounding).
 
     Example:
         >>> import torch
-        >>> p = Prediction(torch.tensor([3]), torch.tensor([7]), torch.tensor([6.9]))
-        >>> int(p.sum[0])
+        >>> p = Prediction({"sum": torch.tensor([7])}, {"sum": torch.tensor([6.9])})
+        >>> int(p.labels["sum"][0])
         7
     """
 
-    digit: Tensor
-    sum: Tensor
-    sum_value: Tensor
+    labels: dict[str, Tensor]
+    outputs: dict[str, Tensor]
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -169,7 +168,7 @@ class _EpochState(NamedTuple):
     """The epoch in progress: where it started and what it has summed so far."""
 
     metrics: dict[str, float]  # epoch, lr and task weights, as the epoch began
-    totals: MetricAccumulator
+    totals: TaskMetrics
     elapsed_s: float  # training time in this epoch before this process's part of it
     # Each process's own sums (metric totals, the loss's running state), gathered when a
     # signal stopped the run; None until then.
@@ -178,6 +177,11 @@ class _EpochState(NamedTuple):
 
 class Trainer:
     """Trains, evaluates and checkpoints a :class:`~multitask_mnist.models.MultiTaskNet`.
+
+    The model names its inputs and tasks; the datasets yield samples with fields of
+    those names (see :func:`~multitask_mnist.data.as_fields`): every input, and a
+    label per task, where a missing label is marked as
+    :func:`~multitask_mnist.tasks.label_mask` describes.
 
     The model and the loss train as one module
     (:class:`~multitask_mnist.training.TrainingTask`). Everything the loop does
@@ -196,11 +200,12 @@ class Trainer:
     Args:
         model: The network; moved to ``device``.
         loss: The loss; ``None`` means :class:`~multitask_mnist.losses.WeightedMultiLoss` with
-            equal weights.
+            equal weights. It is bound to the model's tasks.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable that builds an
             optimizer from a list of parameter groups (dicts with ``params`` and ``lr``).
         lr: Peak learning rate.
-        head_lr_scale: The fusion head's learning rate as a multiple of ``lr``.
+        head_lr_scale: The learning rate of the model's ``fast`` blocks (the fusion
+            head) as a multiple of ``lr``.
         weight_decay: Weight decay of a named optimizer.
         epochs: Epochs to train.
         batch_size: Training batch size.
@@ -213,8 +218,9 @@ class Trainer:
         precision: ``"auto"`` (bfloat16 autocast where the hardware runs it natively,
             float32 elsewhere), ``"bf16"`` or ``"fp32"``. The fusion head always runs
             in float32.
-        channels_last: Keep images and convolution weights in channels-last memory
-            order; ``None`` means on for CPU and CUDA, where it measured faster.
+        channels_last: Keep images (4-D float inputs) and convolution weights in
+            channels-last memory order; ``None`` means on for CPU and CUDA, where it
+            measured faster.
         grad_clip: Clip the gradient norm to this value; ``None`` for no clipping.
         output_dir: Where the callbacks write checkpoints, ``metrics.json``,
             ``history.csv`` and plots; ``None`` writes nothing. One run at a time:
@@ -369,8 +375,9 @@ class Trainer:
 
     def _batches(
         self, data: Dataset[Any], batch_size: int, order: Tensor | None = None, seed: int = 0
-    ) -> Iterator[DigitSample]:
-        """Yield batches of ``data`` in ``order`` (default: as stored), on the device.
+    ) -> Iterator[dict[str, Tensor]]:
+        """Yield batches of ``data`` in ``order`` (default: as stored), on the device, as
+        named fields, images in the chosen memory format.
 
         A loader's own generator is seeded from ``seed``: it leaves the global RNG
         alone, so a resumed epoch draws the same dropout masks as an uninterrupted one.
@@ -383,7 +390,7 @@ class Trainer:
         non_blocking = self.device.type == "cuda"
         if get_batch is not None and self.num_workers == 0:
             for idx in chunks:
-                yield get_batch(idx).to(self.device, non_blocking=non_blocking)
+                yield self._on_device(get_batch(idx), non_blocking)
             return
         loader = DataLoader(
             data,
@@ -393,10 +400,15 @@ class Trainer:
             generator=torch.Generator().manual_seed(seed),
         )
         for batch in loader:
-            yield DigitSample(*batch).to(self.device, non_blocking=non_blocking)
+            yield self._on_device(batch, non_blocking)
 
-    def _image(self, image: Tensor) -> Tensor:
-        return image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
+    def _on_device(self, batch: Any, non_blocking: bool) -> dict[str, Tensor]:
+        fields = to_device(as_fields(batch), self.device, non_blocking)
+        if self.channels_last:
+            for name, value in fields.items():
+                if value.ndim == 4 and value.is_floating_point():
+                    fields[name] = value.contiguous(memory_format=torch.channels_last)
+        return fields
 
     def _epoch_order(self, data: Dataset[Any], epoch: int) -> Tensor:
         """This process's sample order for ``epoch``: a seeded shuffle, sharded under torchrun."""
@@ -435,9 +447,11 @@ class Trainer:
         """Train for ``epochs`` epochs, validating after each if ``val_data`` is given.
 
         Args:
-            train_data: A map-style dataset of :class:`~multitask_mnist.data.DigitSample`;
-                ``set_epoch`` is called on it (or on the dataset a Subset wraps) before
-                each epoch.
+            train_data: A map-style dataset of samples with named fields (see
+                :func:`~multitask_mnist.data.as_fields`), such as
+                :class:`~multitask_mnist.data.DigitSample`; a ``get_batch(indices)``
+                method, when it has one, fetches whole batches. ``set_epoch`` is
+                called on it (or on the dataset a Subset wraps) before each epoch.
             val_data: Evaluated after each epoch; its metrics are logged as ``val_*``.
             resume: Continue from ``output_dir/last.pt`` if it exists, restoring the
                 model, loss, optimizer, schedule, RNG states, history, callbacks and,
@@ -464,7 +478,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(shard / self.batch_size)
         _runtime.seed_everything(self.seed)
         groups = param_groups(
-            self.task, lr=self.lr, fast=self.model.head, fast_lr_scale=self.head_lr_scale
+            self.task, lr=self.lr, fast=self.model.fast_modules(), fast_lr_scale=self.head_lr_scale
         )
         self.optimizer = create_optimizer(
             groups, self.optimizer_spec, lr=self.lr, weight_decay=self.weight_decay
@@ -569,7 +583,7 @@ class Trainer:
                     "lr": float(self._optimization()[1].get_last_lr()[0]),
                     **{f"weight_{task}": w for task, w in self.loss.task_weights().items()},
                 },
-                MetricAccumulator(self.device),
+                self._new_metrics(),
                 0.0,
             )
         state = self._epoch_state
@@ -579,14 +593,16 @@ class Trainer:
         batches = self._batches(data, self.batch_size, order, seed=_epoch_seed(self.seed, epoch))
         for step, batch in enumerate(batches, self.step):
             with _runtime.autocast(self.device, self.autocast_dtype):
-                output, loss = self._train_task(batch, self._image(batch.image))
+                predictions, loss = self._train_task(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.task.parameters(), self.grad_clip)
             optimizer.step()
             scheduler.step()
-            state.totals.update(output, batch, loss)
+            state.totals.update(
+                predictions, self.task.split(batch)[1], losses=loss.parts, total=loss.total
+            )
             bad_now = ~torch.isfinite(loss.total.detach()) & (first_bad < 0)
             first_bad = torch.where(bad_now, step, first_bad)
             self.step = step + 1
@@ -600,7 +616,7 @@ class Trainer:
         time_s = state.elapsed_s + time.perf_counter() - tic
         self.train_time += time_s
         train = _prefixed("train_", state.totals.compute())
-        return state.metrics | train | self.adder_metrics() | {"time_s": time_s}
+        return state.metrics | train | self.model.diagnostics() | {"time_s": time_s}
 
     def _optimization(self) -> tuple[Optimizer, LRScheduler]:
         if self.optimizer is None or self.scheduler is None:
@@ -692,86 +708,100 @@ class Trainer:
         """Metrics of the model on ``data``, without changing any state.
 
         Returns:
-            ``loss``, ``digit_loss``, ``sum_loss``, ``digit_accuracy``, ``sum_accuracy``,
-            ``joint_accuracy`` (both right), ``sum_given_digit_accuracy`` (the sum's
-            accuracy where the digit is right; accuracies in percent, a sum is right
-            when its rounded prediction equals the true sum), ``sum_mae``, and the
-            head's :meth:`~multitask_mnist.models.ScalarFusionHead.certificate`:
-            ``adder_exact`` (every digit/number pair in range rounds to its sum) and
-            ``adder_margin``.
+            The metrics of :class:`~multitask_mnist.tasks.TaskMetrics`: ``loss``, and
+            per task ``{task}_loss``, ``{task}_accuracy`` (percent; a regression is
+            right when its rounded prediction equals the target) and, for a
+            regression, ``{task}_mae``; ``joint_accuracy`` (every task right) and,
+            for a teacher-forced task, ``{task}_given_{teacher}_accuracy``
+            (``sum_given_digit_accuracy``: the sum's accuracy where the digit is
+            right). Then the model's :meth:`~multitask_mnist.models.MultiTaskNet.diagnostics`
+            (for the digit + sum network, the adder's certificate: ``adder_exact``,
+            every digit/number pair in range rounds to its sum, and ``adder_margin``).
 
-        The digit's metrics count the samples with a digit label only (and are left
-        out when none has one).
+        Each task's metrics count the samples with its label only (and are left out
+        when none has one).
 
         Raises:
             ValueError: ``data`` is empty.
         """
         return self._evaluate(data, certify=True)[0]
 
-    def adder_metrics(self) -> dict[str, float]:
-        """``adder_exact`` and ``adder_margin`` of the head's certificate, right now.
-
-        Returns:
-            Whether every digit/number pair in range rounds to its exact sum, and
-            the margin ``0.5 - max_error`` (see
-            :meth:`~multitask_mnist.models.ScalarFusionHead.certificate`).
-        """
-        certificate = self.model.head.certificate()
-        return {"adder_exact": certificate.exact, "adder_margin": certificate.margin}
+    def _new_metrics(self) -> TaskMetrics:
+        return TaskMetrics(self.model.tasks, given=self.model.teachers, device=self.device)
 
     @torch.inference_mode()
     def _evaluate(
         self, data: Dataset[Any], *, certify: bool = False
-    ) -> tuple[dict[str, float], Tensor]:
-        """Metrics (with the adder's certificate if ``certify``) and the confusion matrix."""
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
+        """Metrics (with the model's diagnostics if ``certify``) and a confusion matrix
+        ``(C, C)`` (rows true, columns predicted) per multiclass task."""
         if len(data) == 0:  # type: ignore[arg-type]
             raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
-        totals = MetricAccumulator(self.device)
-        classes = self.model.head.num_classes
-        confusion = torch.zeros(classes * classes, dtype=torch.long, device=self.device)
+        totals = self._new_metrics()
+        classes = {t.name: t.num_classes for t in self.model.tasks if t.num_classes is not None}
+        confusion = {
+            name: torch.zeros(c * c, dtype=torch.long, device=self.device)
+            for name, c in classes.items()
+        }
         with self._eval_mode():
             shard = torch.arange(len(data))[distributed.rank() :: distributed.world_size()]  # type: ignore[arg-type]
             for batch in self._batches(data, self.eval_batch_size, shard):
                 with _runtime.autocast(self.device, self.autocast_dtype):
-                    output, loss = self.task(batch, self._image(batch.image))
-                totals.update(output, batch, loss)
-                labelled = label_mask(batch.digit)  # unlabelled digits have no row
-                cells = batch.digit * classes + output.digit_logits.argmax(dim=1)
-                confusion += torch.bincount(cells[labelled], minlength=classes * classes)
-        distributed.all_reduce_sum(confusion)
-        metrics = totals.compute() | (self.adder_metrics() if certify else {})
-        return metrics, confusion.view(classes, classes).cpu()
+                    predictions, loss = self.task(batch)
+                targets = self.task.split(batch)[1]
+                totals.update(predictions, targets, losses=loss.parts, total=loss.total)
+                for name, c in classes.items():
+                    labelled = label_mask(targets[name])  # unlabelled samples have no row
+                    cells = targets[name].long() * c + predictions[name].argmax(dim=1)
+                    confusion[name] += torch.bincount(cells[labelled], minlength=c * c)
+        for counts in confusion.values():
+            distributed.all_reduce_sum(counts)
+        metrics = totals.compute() | (self.model.diagnostics() if certify else {})
+        return metrics, {
+            name: counts.view(classes[name], classes[name]).cpu()
+            for name, counts in confusion.items()
+        }
 
     @torch.inference_mode()
-    def predict(self, image: Tensor, number: Tensor) -> Prediction:
-        """Predict digits and sums for a batch.
+    def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:
+        """Predict every task for a batch.
 
         Args:
-            image: ``(B, 1, 28, 28)`` float, normalized like the training images.
-            number: ``(B,)`` integer-valued.
+            inputs: The model's inputs by name, ``(B, ...)`` each, prepared like the
+                training data (images normalized).
 
         Returns:
-            The digits and the sums (rounded, and before rounding), on the CPU.
+            Each task's labels and raw outputs, on the CPU.
 
         Raises:
             TypeError: As :meth:`multitask_mnist.models.MultiTaskNet.forward` for bad inputs.
             ValueError: As :meth:`multitask_mnist.models.MultiTaskNet.forward` for bad inputs.
+
+        Example:
+            >>> import torch
+            >>> from multitask_mnist import presets
+            >>> trainer = Trainer(presets.mnist_sum(), device="cpu", progress=False)
+            >>> p = trainer.predict({"image": torch.zeros(2, 1, 28, 28),
+            ...                      "number": torch.tensor([3, 4])})
+            >>> sorted(p.labels), p.outputs["digit"].shape
+            (['digit', 'sum'], torch.Size([2, 10]))
         """
-        self.model.check_inputs(image, number)
-        digits, sums = [], []
+        self.model.check_inputs(inputs)
+        names = self.model.input_names
+        outputs: dict[str, list[Tensor]] = {task.name: [] for task in self.model.tasks}
         with self._eval_mode():
             chunks = zip(
-                torch.split(image, self.eval_batch_size),
-                torch.split(number, self.eval_batch_size),
-                strict=True,
+                *(torch.split(inputs[n], self.eval_batch_size) for n in names), strict=True
             )
-            for img, num in chunks:
+            for chunk in chunks:
+                batch = self._on_device(dict(zip(names, chunk, strict=True)), False)
                 with _runtime.autocast(self.device, self.autocast_dtype):
-                    out = self.model(self._image(img.to(self.device)), num.to(self.device))
-                digits.append(out.digit_logits.argmax(dim=1).cpu())
-                sums.append(out.sum.float().cpu())
-        value = torch.cat(sums)
-        return Prediction(torch.cat(digits), value.round().long(), value)
+                    out = self.model(batch)
+                for name, values in outputs.items():
+                    values.append(out[name].float().cpu())
+        raw = {name: torch.cat(values) for name, values in outputs.items()}
+        labels = {task.name: task.predicted(raw[task.name]).long() for task in self.model.tasks}
+        return Prediction(labels, raw)
 
     def test(self, data: Dataset[Any]) -> dict[str, float]:
         """Evaluate on held-out data and record it as the run's test result.
@@ -895,7 +925,7 @@ class Trainer:
                     + ", ".join(changed)
                 )
             own = partial["per_rank"][distributed.rank()]
-            totals = MetricAccumulator(self.device)
+            totals = self._new_metrics()
             totals.load_state_dict(own["totals"])
             self.loss.load_state_dict(own["loss"])
             self._epoch_state = _EpochState(dict(partial["metrics"]), totals, partial["elapsed_s"])

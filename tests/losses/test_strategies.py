@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multitask_mnist import MultiTaskOutput, WeightedMultiLoss
+from multitask_mnist import WeightedMultiLoss
 from multitask_mnist.losses import dwa_weights, uncertainty_weighted_loss
+from multitask_mnist.tasks import DIGIT_SUM_TASKS
 
 finite = st.floats(-20.0, 20.0, allow_nan=False)
 positive = st.floats(1e-4, 1e4, allow_nan=False)
@@ -50,7 +51,7 @@ def test_dwa_high_temperature_evens_the_weights() -> None:
 def test_uncertainty_weights_move_as_the_theory_says() -> None:
     """A noisy task (large loss) learns a large variance, so its weight falls; a precise
     task's weight rises. At the optimum, 0.5 * exp(-s) * L = sigmoid(s)."""
-    loss = WeightedMultiLoss(strategy="uncertainty")
+    loss = WeightedMultiLoss(strategy="uncertainty", tasks=DIGIT_SUM_TASKS)
     optimizer = torch.optim.Adam(loss.parameters(), lr=0.05)
     losses = torch.tensor([10.0, 0.1])  # digit noisy, sum precise
     for _ in range(2000):
@@ -64,15 +65,18 @@ def test_uncertainty_weights_move_as_the_theory_says() -> None:
     assert torch.allclose(0.5 * torch.exp(-s) * losses, torch.sigmoid(s), atol=1e-3)
 
 
-def _output(digit_loss_scale: float) -> tuple[MultiTaskOutput, torch.Tensor, torch.Tensor]:
+def _output(digit_loss_scale: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     digit = torch.tensor([0, 1])
     logits = torch.zeros(2, 10)
     logits[:, 5] = digit_loss_scale  # a confident wrong class: larger scale, larger loss
-    return MultiTaskOutput(logits, torch.tensor([1.0, 2.0])), digit, torch.tensor([1, 4])
+    return {"digit": logits, "sum": torch.tensor([1.0, 2.0])}, {
+        "digit": digit,
+        "sum": torch.tensor([1, 4]),
+    }
 
 
 def test_dwa_module_follows_the_epoch_losses() -> None:
-    loss = WeightedMultiLoss(strategy="dwa", temperature=2.0)
+    loss = WeightedMultiLoss(strategy="dwa", temperature=2.0, tasks=DIGIT_SUM_TASKS)
     for scale in (8.0, 4.0):  # the digit loss falls, the sum loss stays
         loss(*_output(scale))
         assert loss.task_weights() == {"digit": 1.0, "sum": 1.0}  # first two epochs
@@ -86,11 +90,11 @@ def test_dwa_module_follows_the_epoch_losses() -> None:
 
 
 def test_dwa_state_round_trips_through_the_state_dict() -> None:
-    a = WeightedMultiLoss(strategy="dwa")
+    a = WeightedMultiLoss(strategy="dwa", tasks=DIGIT_SUM_TASKS)
     for scale in (8.0, 4.0, 3.0):
         a(*_output(scale))
         a.on_train_epoch_end()
-    b = WeightedMultiLoss(strategy="dwa")
+    b = WeightedMultiLoss(strategy="dwa", tasks=DIGIT_SUM_TASKS)
     b.load_state_dict(a.state_dict())
     assert b.task_weights() == a.task_weights() and int(b.weighting.epochs_seen) == 3
 

@@ -122,12 +122,14 @@ def test_predict_returns_digits_and_rounded_sums() -> None:
     data = _data(300)
     trainer = _trainer(epochs=1, eval_batch_size=128)
     batch = data.get_batch(torch.arange(300))
-    prediction = trainer.predict(batch.image, batch.number)
-    assert prediction.digit.shape == prediction.sum.shape == (300,)
-    assert prediction.digit.dtype == prediction.sum.dtype == torch.int64
-    assert torch.equal(prediction.sum, prediction.sum_value.round().long())
-    with pytest.raises(ValueError, match=r"^Expected `number` of shape \(300,\)"):
-        trainer.predict(batch.image, batch.number[:5])
+    prediction = trainer.predict({"image": batch.image, "number": batch.number})
+    labels, outputs = prediction.labels, prediction.outputs
+    assert labels["digit"].shape == labels["sum"].shape == (300,)
+    assert labels["digit"].dtype == labels["sum"].dtype == torch.int64
+    assert torch.equal(labels["sum"], outputs["sum"].round().long())
+    assert torch.equal(labels["digit"], outputs["digit"].argmax(1))
+    with pytest.raises(ValueError, match=r"^Expected `number` to hold a batch of 300"):
+        trainer.predict({"image": batch.image, "number": batch.number[:5]})
 
 
 # -- determinism and resume -----------------------------------------------------------------
@@ -406,11 +408,11 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
 
 
 def test_resume_into_another_architecture_names_the_layers(tmp_path: Path) -> None:
-    from multitask_mnist.models import Conv, ConvTrunk, ScalarFusionHead
+    from multitask_mnist.models import Conv, ConvTrunk, ScalarFusionHead, digit_sum_net
     from multitask_mnist.training import CheckpointError
 
     _trainer(epochs=1, output_dir=tmp_path).fit(_data(64))
-    other = MultiTaskNet(ConvTrunk([Conv("input1", 10, 28)]), ScalarFusionHead())
+    other = digit_sum_net(ConvTrunk([Conv("input1", 10, 28)]), ScalarFusionHead())
     with pytest.raises(
         CheckpointError,
         match=r"does not fit this network: layers this network lacks: trunk.conv1, ",
@@ -507,3 +509,137 @@ def test_evaluating_data_without_digit_labels_counts_the_sum_only() -> None:
     metrics = trainer.evaluate(hidden)
     assert "digit_loss" not in metrics and "digit_accuracy" not in metrics  # none labelled
     assert 0 <= metrics["sum_accuracy"] <= 100
+
+
+# -- any tasks, any inputs ------------------------------------------------------------------
+
+
+def _three_tasks(n: int = 256, larger_labels: bool = True) -> Any:
+    """Digit, sum, and whether the digit is larger than the number: labelled on every
+    sample, or (``larger_labels=False``) only where ``3 * digit + number`` ends in 0."""
+    from multitask_mnist.data import WithFields
+    from multitask_mnist.tasks import MISSING
+
+    def larger(s: dict[str, torch.Tensor]) -> torch.Tensor:
+        label = (s["digit"] > s["number"]).long()
+        keep = (3 * s["digit"] + s["number"]) % 10 == 0 if not larger_labels else True
+        return torch.where(torch.as_tensor(keep), label, MISSING)
+
+    return WithFields(_data(n), larger=larger)
+
+
+def _three_task_net() -> MultiTaskNet:
+    from multitask_mnist.models import Block, ConvTrunk, Input, MLPHead, ScalarFusionHead
+    from multitask_mnist.tasks import Task
+
+    torch.manual_seed(0)
+    return MultiTaskNet(
+        {
+            "trunk": Block(
+                ConvTrunk(presets.MNIST_SUM_LAYERS), ["image"], Task("digit", "multiclass", 10)
+            ),
+            "head": Block(
+                ScalarFusionHead(), ["trunk", "number"], Task("sum", "regression"), "digit", True
+            ),
+            "compare": Block(MLPHead(11), ["trunk", "number"], Task("larger", "binary")),
+        },
+        [Input("image", (1, 28, 28)), Input("number", (), integer=True, low=0, high=9)],
+    )
+
+
+def test_three_tasks_train_and_report_per_task(tmp_path: Path) -> None:
+    trainer = _trainer(_three_task_net(), epochs=2)
+    history = trainer.fit(_three_tasks(), _three_tasks(128))
+    last = history.epochs[-1]
+    for split in ("train", "val"):
+        for task in ("digit", "sum", "larger"):
+            assert 0.0 <= last[f"{split}_{task}_accuracy"] <= 100.0
+        assert f"{split}_larger_loss" in last and f"{split}_sum_mae" in last
+        assert f"{split}_larger_mae" not in last  # a regression metric only
+    assert last["weight_larger"] == 1.0
+    metrics = trainer.test(_three_tasks(128))
+    assert {"larger_accuracy", "joint_accuracy", "sum_given_digit_accuracy"} <= set(metrics)
+
+
+def test_three_tasks_resume_exactly_with_a_stateful_weighting(tmp_path: Path) -> None:
+    from multitask_mnist import WeightedMultiLoss
+
+    def trainer(**kwargs: Any) -> Trainer:
+        loss = WeightedMultiLoss(strategy="dwa")
+        return _trainer(_three_task_net(), epochs=3, loss=loss, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer(output_dir=tmp_path, callbacks=[Recorder(fail_at_epoch_start=3)]).fit(
+            _three_tasks()
+        )
+    resumed, straight = trainer(output_dir=tmp_path), trainer()
+    resumed.fit(_three_tasks(), resume=True)
+    straight.fit(_three_tasks())
+    _assert_same_weights(resumed.task, straight.task)
+    assert (
+        resumed.loss.task_weights()
+        == straight.loss.task_weights()
+        != {
+            "digit": 1.0,
+            "sum": 1.0,
+            "larger": 1.0,
+        }
+    )
+
+
+def test_a_task_with_few_labels_counts_only_those() -> None:
+    trainer = _trainer(_three_task_net(), epochs=1)
+    data = _three_tasks(256, larger_labels=False)
+    trainer.fit(data)
+    metrics = trainer.evaluate(data)
+    batch = data.get_batch(torch.arange(256))
+    labelled = batch["larger"] != -1
+    predicted = trainer.predict({"image": batch["image"], "number": batch["number"]})
+    right = predicted.labels["larger"][labelled] == batch["larger"][labelled]
+    assert metrics["larger_accuracy"] == pytest.approx(100.0 * right.float().mean().item())
+    assert 0 < int(labelled.sum()) < 64
+    from multitask_mnist.data import WithFields
+
+    none = WithFields(data, larger=lambda s: torch.full_like(s["digit"], -1))
+    assert "larger_accuracy" not in trainer.evaluate(none)  # no label: nothing to report
+
+
+def test_dict_samples_without_get_batch_train_through_a_data_loader() -> None:
+    class Plain(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+        def __init__(self) -> None:
+            self.base = _three_tasks(96)
+
+        def __len__(self) -> int:
+            return 96
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return self.base[i]
+
+        def set_epoch(self, epoch: int) -> None:
+            self.base.set_epoch(epoch)
+
+    a, b = _trainer(_three_task_net(), epochs=1), _trainer(_three_task_net(), epochs=1)
+    a.fit(Plain())
+    b.fit(_three_tasks(96))
+    _assert_same_weights(a.model, b.model)
+
+
+def test_a_sample_without_a_task_label_field_is_named() -> None:
+    with pytest.raises(KeyError, match=r"The batch has no field 'larger'; it has 'image'"):
+        _trainer(_three_task_net(), epochs=1).fit(_data(64))
+    with pytest.raises(TypeError, match=r"Expected samples with named fields"):
+        _trainer(epochs=1, num_workers=0).fit(torch.utils.data.TensorDataset(torch.zeros(4, 1)))
+
+
+def test_multi_mnist_lenet_trains_on_two_digits_of_one_image() -> None:
+    from multitask_mnist.data import overlay_digits
+
+    base = SyntheticDigits(512, seed=0)
+    canvas = overlay_digits(base.data, base.data.roll(1, 0)).unsqueeze(1).float() / 127.5 - 1
+    left, right = base.targets, base.targets.roll(1)
+    data = [{"image": canvas[i], "left": left[i], "right": right[i]} for i in range(512)]
+    torch.manual_seed(0)
+    trainer = _trainer(presets.multi_mnist_lenet(dropout=0.0), epochs=6, batch_size=32, lr=1e-2)
+    trainer.fit(data)  # type: ignore[arg-type]
+    metrics = trainer.evaluate(data)  # type: ignore[arg-type]
+    assert metrics["left_accuracy"] > 50.0 and metrics["right_accuracy"] > 50.0

@@ -80,5 +80,8 @@ class Callback:
     def on_fit_end(self, trainer: Trainer, history: History) -> None:
         """After the last epoch, or after a callback stopped training."""
 
-    def on_test_end(self, trainer: Trainer, metrics: dict[str, float], confusion: Tensor) -> None:
-        """After :meth:`Trainer.test`; ``confusion`` is the ``(C, C)`` digit confusion matrix."""
+    def on_test_end(
+        self, trainer: Trainer, metrics: dict[str, float], confusion: dict[str, Tensor]
+    ) -> None:
+        """After :meth:`Trainer.test`; ``confusion`` holds a ``(C, C)`` confusion matrix
+        (rows true, columns predicted) per multiclass task, by task name."""

@@ -16,6 +16,9 @@ __all__ = ["EpochLog"]
 logger = logging.getLogger("multitask_mnist.training")
 
 
+_LABELS = {"digit": "Classification Acc", "sum": "Addition Acc"}
+
+
 def _percent(value: float | None) -> str:
     """Two decimals, or ``n/a`` for a metric the epoch has not (no labelled sample)."""
     return "n/a" if value is None else f"{value:.2f}"
@@ -24,7 +27,9 @@ def _percent(value: float | None) -> str:
 class EpochLog(Callback):
     """Logs ``Epoch: N, loss: ..., Classification Acc: ..., Addition Acc: ...`` at INFO.
 
-    With validation data, a ``Validation: ...`` line follows. Only rank 0 logs, so
+    Each task's accuracy follows the loss: the digit's as ``Classification Acc`` and
+    the sum's as ``Addition Acc`` (the tutorial's words), any other task's as
+    ``{task} Acc``. With validation data, a ``Validation: ...`` line follows. Only rank 0 logs, so
     each line appears once under torchrun. The command line shows these lines;
     in Python, configure the ``multitask_mnist`` logger to see them.
 
@@ -38,18 +43,19 @@ class EpochLog(Callback):
         >>> logger.removeHandler(handler); logger.setLevel(logging.NOTSET)
     """
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer | None, epoch: int, metrics: dict[str, float]) -> None:
         if not distributed.is_main_process():
             return
+        if trainer is not None:
+            tasks = list(trainer.model.task_names)
+        else:  # read the task names off the metrics
+            suffix = "_accuracy"
+            keys = [k for k in metrics if k.startswith("train_") and k.endswith(suffix)]
+            tasks = [k[len("train_") : -len(suffix)] for k in keys]
         for split, start in (("train", f"Epoch: {epoch},"), ("val", "Validation:")):
             if f"{split}_loss" in metrics:
-                digit = _percent(metrics.get(f"{split}_digit_accuracy"))
-                total = _percent(metrics.get(f"{split}_sum_accuracy"))
-                loss = metrics[f"{split}_loss"]
-                logger.info(
-                    "%s loss: %.4f, Classification Acc: %s, Addition Acc: %s",
-                    start,
-                    loss,
-                    digit,
-                    total,
-                )
+                parts = [f"{start} loss: {metrics[f'{split}_loss']:.4f}"]
+                for task in tasks:
+                    label = _LABELS.get(task, f"{task} Acc")
+                    parts.append(f"{label}: {_percent(metrics.get(f'{split}_{task}_accuracy'))}")
+                logger.info("%s", ", ".join(parts))

@@ -76,11 +76,15 @@ class RunFiles(Callback):
 
             plots.save_curves(history, folder)
 
-    def on_test_end(self, trainer: Trainer, metrics: dict[str, float], confusion: Tensor) -> None:
+    def on_test_end(
+        self, trainer: Trainer, metrics: dict[str, float], confusion: dict[str, Tensor]
+    ) -> None:
         folder = self._folder(trainer)
         if folder is None:
             return
         from multitask_mnist.training import plots
 
         update_metrics_file(folder, {f"test_{name}": value for name, value in metrics.items()})
-        plots.save_confusion(confusion, folder)
+        for i, (task, counts) in enumerate(confusion.items()):
+            name = "confusion_matrix.png" if i == 0 else f"confusion_matrix_{task}.png"
+            plots.save_confusion(counts, folder / name, task)
