@@ -112,20 +112,21 @@ class Input:
                 f"Expected `{name}` to hold a batch of {batch} like the first input, "
                 f"got {value.shape[0]}"
             )
-        bad = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
-        if value.is_floating_point():
-            bad |= ~torch.isfinite(value)
-            if self.integer:
-                bad |= value != value.round()
-        if self.low is not None:
-            bad |= value < self.low
-        if self.high is not None:
-            bad |= value > self.high
-        if bool(bad.any()):
+        bounded = self.low is not None or self.high is not None
+        if value.is_floating_point() and not self.integer and not bounded:
+            if not bool(torch.isfinite(value).all()):  # one reduction: images are large
+                raise ValueError(f"Expected `{name}` to be finite, got NaN or infinite values")
+            return
+        bad = ~torch.isfinite(value) if value.is_floating_point() else None
+        if self.integer and value.is_floating_point():
+            bad = bad | (value != value.round()) if bad is not None else value != value.round()
+        for limit, outside in ((self.low, torch.lt), (self.high, torch.gt)):
+            if limit is not None:
+                out = outside(value, limit)
+                bad = out if bad is None else bad | out
+        if bad is not None and bool(bad.any()):
             culprit = value[bad][0].item()
-            if self.integer or self.low is not None or self.high is not None:
-                raise ValueError(f"Expected `{name}` to hold {self._allowed()}, got {culprit}")
-            raise ValueError(f"Expected `{name}` to be finite, got NaN or infinite values")
+            raise ValueError(f"Expected `{name}` to hold {self._allowed()}, got {culprit}")
 
     def _allowed(self) -> str:
         def show(bound: float) -> str:

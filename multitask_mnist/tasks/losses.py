@@ -99,14 +99,12 @@ def masked_task_losses(
     for task in tasks:
         if task.name not in predictions:
             raise KeyError(f"No prediction for task {task.name!r}; got {sorted(predictions)}")
-        mask = found[task.name]
-        safe = torch.where(mask, targets[task.name], task.dummy_target(targets[task.name]))
-        loss = masked_mean(task.loss_per_sample(predictions[task.name], safe), mask)
+        mask, target = found[task.name], targets[task.name]
+        loss = task.masked_mean_loss(predictions[task.name], target, mask)
         teacher = teachers.get(task.name) if teachers is not None else None
         forced = predictions.get(teacher_forced_key(task.name)) if teacher is not None else None
         if teacher is not None and forced is not None:
-            both = mask & found[teacher]
-            loss = loss + masked_mean(task.loss_per_sample(forced, safe), both)
+            loss = loss + task.masked_mean_loss(forced, target, mask & found[teacher])
         losses[task.name] = loss
     return losses
 

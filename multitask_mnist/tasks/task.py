@@ -124,6 +124,18 @@ class Task:
         predicted = self.predicted(prediction)
         return predicted == target.to(predicted.dtype)
 
+    def masked_mean_loss(self, prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """``()`` the mean loss over the samples where ``mask`` is true; zero (no NaN,
+        no gradient) where it is true nowhere. Missing targets may hold any value."""
+        count = mask.sum().clamp(min=1).to(torch.float32)
+        if self.kind == "multiclass" and self.loss is None:  # one kernel skips the missing
+            ignored = torch.where(mask, target.long(), -100)
+            total = F.cross_entropy(prediction.float(), ignored, ignore_index=-100, reduction="sum")
+            return total / count
+        safe = torch.where(mask, target, self.dummy_target(target))
+        per_sample = self.loss_per_sample(prediction, safe)
+        return torch.where(mask, per_sample, torch.zeros_like(per_sample)).sum() / count
+
     def dummy_target(self, target: Tensor) -> Tensor:
         """A valid label of ``target``'s shape and dtype, to stand in for missing ones."""
         return torch.zeros_like(target)
