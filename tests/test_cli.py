@@ -126,6 +126,12 @@ def test_presets_lists_the_documented_network() -> None:
         (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
         (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),
         (["train", "--preset", "vgg"], 1, "Unknown preset 'vgg'; known presets: mnist_sum"),
+        (
+            ["train", "--preset", "multi_mnist_lenet"],
+            1,
+            "Preset 'multi_mnist_lenet' predicts left, right from image; the command line "
+            "trains and runs digit + sum networks",
+        ),
         (["evaluate", "--checkpoint", "missing.pt"], 1, "Checkpoint not found: missing.pt"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ],
