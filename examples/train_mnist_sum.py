@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(
         model,
         loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        method=args.method,  # "none", or a gradient method such as "upgrad"
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

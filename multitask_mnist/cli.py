@@ -29,6 +29,7 @@ from multitask_mnist.data import (
     load_mnist,
 )
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
+from multitask_mnist.methods import METHODS
 from multitask_mnist.models import FUSION_MODES, MultiTaskNet
 from multitask_mnist.training import (
     PRECISIONS,
@@ -153,6 +154,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=STRATEGIES,
         default="fixed",
         help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average",
+    )
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=defaults["method"],
+        help="how the tasks' gradients combine: none (one backward of the weighted loss) "
+        "or a gradient aggregation method on the shared trunk (default: %(default)s)",
     )
     parser.add_argument(
         "--precision",
@@ -282,6 +290,7 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     trainer = Trainer(
         model,
         loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        method=args.method,
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -122,6 +122,12 @@ def test_presets_lists_the_documented_network() -> None:
     [
         (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value: 'many'"),
         (["train", "--fusion", "sum"], 2, "argument --fusion: invalid choice: 'sum'"),
+        (
+            ["train", "--method", "adam"],
+            2,
+            "argument --method: invalid choice: 'adam' (choose from 'none', 'upgrad', 'pcgrad', "
+            "'mgda', 'cagrad', 'imtl_g', 'aligned_mtl', 'dualproj', 'graddrop', 'nash_mtl')",
+        ),
         (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
         (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
         (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),

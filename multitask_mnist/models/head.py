@@ -279,6 +279,11 @@ class ScalarFusionHead(nn.Module):
             tuple(coefficients.tolist()), intercept, max_error, margin, margin > EXACT_SLACK
         )
 
+    @property
+    def passes_gradient(self) -> bool:
+        """Whether the sum's gradient reaches the digit logits (not with ``"argmax"``)."""
+        return self.fusion != "argmax"
+
     def diagnostics(self) -> dict[str, float]:
         """``adder_exact`` and ``adder_margin`` of :meth:`certificate`, for reports.
 

@@ -18,6 +18,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_object",
     "barrier",
+    "broadcast_module",
     "cleanup",
     "is_main_process",
     "rank",
@@ -80,6 +81,24 @@ def wrap(
     return torch.nn.parallel.DistributedDataParallel(
         module, device_ids=ids, find_unused_parameters=find_unused_parameters
     )
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every process (what DDP does when it wraps).
+
+    For training that reduces its own gradients (a gradient method) instead of DDP's.
+
+    Args:
+        module: The module to align across processes; nothing happens in one process.
+
+    Example:
+        >>> broadcast_module(torch.nn.Linear(2, 1))  # one process: nothing to do
+    """
+    if world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            torch.distributed.broadcast(tensor, src=0)
 
 
 def is_initialized() -> bool:

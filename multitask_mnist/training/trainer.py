@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data.fields import as_fields, to_device
 from multitask_mnist.losses import WeightedMultiLoss
+from multitask_mnist.methods import METHODS, GradientAggregation, make_aggregator, split_parameters
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import TaskMetrics, label_mask
 from multitask_mnist.training import _runtime, distributed
@@ -201,6 +202,15 @@ class Trainer:
         model: The network; moved to ``device``.
         loss: The loss; ``None`` means :class:`~multitask_mnist.losses.WeightedMultiLoss` with
             equal weights. It is bound to the model's tasks.
+        method: How the tasks' gradients combine. ``"none"``: one backward of the
+            weighted loss. A gradient method (:data:`~multitask_mnist.methods.METHODS`:
+            ``"upgrad"``, ``"pcgrad"``, ``"mgda"``, ...), or any
+            ``torchjd.aggregation.Aggregator``: each task's weighted loss gives one row
+            of the Jacobian on the shared blocks, which the aggregator combines; the
+            task heads get their usual gradient (see
+            :class:`~multitask_mnist.methods.GradientAggregation`). A gradient method
+            needs the ``"fixed"`` loss strategy and tasks whose gradients reach the
+            shared blocks.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable that builds an
             optimizer from a list of parameter groups (dicts with ``params`` and ``lr``).
         lr: Peak learning rate.
@@ -247,6 +257,7 @@ class Trainer:
         model: MultiTaskNet,
         *,
         loss: WeightedMultiLoss | None = None,
+        method: Any = "none",
         optimizer: str | OptimizerFactory = "adam",
         lr: float = 3e-3,
         head_lr_scale: float = 10.0,
@@ -290,12 +301,20 @@ class Trainer:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         task = TrainingTask(model, loss if loss is not None else WeightedMultiLoss())
         self.task: TrainingTask = task.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
-        # Under torchrun, training steps run through DDP, which averages every gradient.
-        # A task weighted zero leaves its parameters without gradients: tell DDP.
-        zero = any(weight == 0 for weight in self.loss.weights.values())
-        self._train_task: nn.Module = distributed.wrap(
-            self.task, self.device, find_unused_parameters=zero
+        self.method = (
+            method if not isinstance(method, str) else check_choice("method", method, METHODS)
         )
+        self._aggregation = self._gradient_method(method)
+        if self._aggregation is None:
+            # Under torchrun, training steps run through DDP, which averages every gradient.
+            # A task weighted zero leaves its parameters without gradients: tell DDP.
+            zero = any(weight == 0 for weight in self.loss.weights.values())
+            self._train_task: nn.Module = distributed.wrap(
+                self.task, self.device, find_unused_parameters=zero
+            )
+        else:  # the method averages the per-task gradients over the processes itself
+            distributed.broadcast_module(self.task)
+            self._train_task = self.task
         self.optimizer_spec = optimizer
         self.scheduler_spec = scheduler
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -313,6 +332,35 @@ class Trainer:
         self._rng_states: list[Any] = []  # every process's RNG states at the last save point
         self._lock: RunLock | None = None
         self._claim_output_dir()  # a folder in use stops the run now, not after data loading
+
+    def _gradient_method(self, method: Any) -> GradientAggregation | None:
+        """The backward step of a gradient method, or ``None`` for ``"none"``."""
+        aggregator = make_aggregator(method, len(self.model.tasks))
+        if aggregator is None:
+            return None
+        name = method if isinstance(method, str) else type(method).__name__
+        if self.loss.strategy != "fixed":
+            raise ValueError(
+                f"Method {name!r} combines the tasks' gradients itself; use the loss "
+                f"strategy 'fixed' with it (got {self.loss.strategy!r})"
+            )
+        shared, specific = split_parameters(self.model, self.loss)
+        blocks = self.model.blocks
+        for block_name, tasks in self.model.block_tasks().items():
+            module = self.model.get_submodule(block_name)
+            if getattr(module, "passes_gradient", True) or len(tasks) > 1:
+                continue
+            reads_shared = [
+                r for r in blocks[block_name].reads if len(self.model.block_tasks().get(r, ())) > 1
+            ]
+            if reads_shared:
+                raise ValueError(
+                    f"Method {name!r} aggregates each task's gradient on the shared blocks, "
+                    f"but block {block_name!r} passes none back to {reads_shared[0]!r} "
+                    f"(task {tasks[0]!r} would have a zero row); use a differentiable "
+                    "fusion ('expectation' or 'straight_through') or method='none'"
+                )
+        return GradientAggregation(aggregator, shared, specific)
 
     @classmethod
     def get_default_config(cls) -> dict[str, Any]:
@@ -367,6 +415,7 @@ class Trainer:
             "grad_clip": self.grad_clip,
             "loss_weights": dict(self.loss.weights),
             "loss_strategy": self.loss.strategy,
+            "method": name(self.method),
             "preset": preset["name"] if preset is not None else None,
             **self.extra_config,
         }
@@ -595,7 +644,12 @@ class Trainer:
             with _runtime.autocast(self.device, self.autocast_dtype):
                 predictions, loss = self._train_task(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
+            if self._aggregation is None:
+                loss.total.backward()
+            else:  # one row per task: its loss times its fixed weight
+                weights = self.loss.weights
+                rows = [weights[name] * part for name, part in loss.parts.items()]
+                self._aggregation.backward(rows)
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.task.parameters(), self.grad_clip)
             optimizer.step()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from multitask_mnist.training import load_checkpoint
 from tests.conftest import write_fake_mnist
@@ -77,3 +78,72 @@ def test_command_line_under_torchrun_prints_each_line_once(tmp_path: Path) -> No
     assert len(metrics["epochs"]) == 2 and "test_digit_accuracy" in metrics
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
     assert not list(out.glob(".*.tmp"))
+
+
+def _union_of_the_ranks_batches(method: str) -> dict[str, torch.Tensor]:
+    """One process training on each step's union of both ranks' batches (32 = 2 x 16)."""
+    from torch.utils.data import DistributedSampler
+
+    from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
+    from multitask_mnist.data import as_fields
+    from multitask_mnist.methods import GradientAggregation, make_aggregator, split_parameters
+    from multitask_mnist.training import TrainingTask, create_optimizer, create_scheduler
+    from multitask_mnist.training.optim import param_groups
+    from tests.conftest import SyntheticDigits
+
+    torch.manual_seed(0)
+    model = presets.mnist_sum(fusion="expectation")
+    task = TrainingTask(model, WeightedMultiLoss()).train()
+    data = AugmentedDigitDataset(SyntheticDigits(64))
+    data.set_epoch(0)  # the Trainer's first epoch
+    orders = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        sampler.set_epoch(1)
+        orders.append(torch.tensor(list(sampler)))
+    groups = param_groups(task, lr=3e-3, fast=model.fast_modules(), fast_lr_scale=10.0)
+    optimizer = create_optimizer(groups, "adam", lr=3e-3, weight_decay=0.0)
+    scheduler = create_scheduler(optimizer, "onecycle", 2)
+    step = GradientAggregation(make_aggregator(method, 2), *split_parameters(model, task.loss))
+    for s in range(2):
+        index = torch.cat([order[s * 16 : (s + 1) * 16] for order in orders])
+        _, loss = task(as_fields(data.get_batch(index)))
+        optimizer.zero_grad(set_to_none=True)
+        step.backward(list(loss.parts.values()))
+        optimizer.step()
+        scheduler.step()
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def test_a_gradient_method_on_two_ranks_equals_one_process_on_the_union(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *TORCHRUN,
+            str(ROOT / "tests" / "training" / "ddp_method_worker.py"),
+            str(tmp_path),
+            "upgrad",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key  # every rank holds the same weights
+    union = _union_of_the_ranks_batches("upgrad")
+    moved = 0.0
+    for key, value in union.items():
+        assert torch.allclose(rank0[key], value, atol=1e-5, rtol=1e-4), key
+    start = _initial_weights()
+    moved = max(float((union[k] - start[k]).abs().max()) for k in start)
+    assert moved > 1e-3  # the two steps changed the weights: the comparison means something
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    from multitask_mnist import presets
+
+    torch.manual_seed(0)
+    return dict(presets.mnist_sum(fusion="expectation").state_dict())

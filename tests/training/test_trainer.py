@@ -528,7 +528,7 @@ def _three_tasks(n: int = 256, larger_labels: bool = True) -> Any:
     return WithFields(_data(n), larger=larger)
 
 
-def _three_task_net() -> MultiTaskNet:
+def _three_task_net(fusion: str = "argmax") -> MultiTaskNet:
     from multitask_mnist.models import Block, ConvTrunk, Input, MLPHead, ScalarFusionHead
     from multitask_mnist.tasks import Task
 
@@ -539,7 +539,11 @@ def _three_task_net() -> MultiTaskNet:
                 ConvTrunk(presets.MNIST_SUM_LAYERS), ["image"], Task("digit", "multiclass", 10)
             ),
             "head": Block(
-                ScalarFusionHead(), ["trunk", "number"], Task("sum", "regression"), "digit", True
+                ScalarFusionHead(fusion=fusion),  # type: ignore[arg-type]
+                ["trunk", "number"],
+                Task("sum", "regression"),
+                "digit",
+                True,
             ),
             "compare": Block(MLPHead(11), ["trunk", "number"], Task("larger", "binary")),
         },

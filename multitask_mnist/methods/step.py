@@ -1,0 +1,124 @@
+"""The backward step of a gradient method: per-task Jacobian, all-reduce, aggregate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from multitask_mnist.models import MultiTaskNet
+
+__all__ = ["GradientAggregation", "split_parameters"]
+
+
+def split_parameters(
+    model: MultiTaskNet, extra: nn.Module | None = None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The shared and the task-specific trainable parameters of ``model``.
+
+    A block is shared when several tasks' predictions depend on it
+    (:meth:`~multitask_mnist.models.MultiTaskNet.block_tasks`), task-specific when one
+    does. ``extra`` (the loss, with any parameters of its own) counts as task-specific.
+
+    Args:
+        model: The network.
+        extra: Another module whose parameters train with the model, or ``None``.
+
+    Returns:
+        ``(shared, specific)`` lists of parameters.
+
+    Example:
+        >>> from multitask_mnist import presets
+        >>> shared, specific = split_parameters(presets.mnist_sum())
+        >>> len(shared), len(specific)  # the trunk's 8 convolutions, the head's 3 layers
+        (16, 6)
+    """
+    shared: dict[int, Tensor] = {}
+    specific: dict[int, Tensor] = {}
+    for name, tasks in model.block_tasks().items():
+        target = shared if len(tasks) > 1 else specific
+        for parameter in model.get_submodule(name).parameters():
+            if parameter.requires_grad:
+                target[id(parameter)] = parameter
+    if extra is not None:
+        for parameter in extra.parameters():
+            if parameter.requires_grad and id(parameter) not in shared:
+                specific[id(parameter)] = parameter
+    for key in shared:
+        specific.pop(key, None)
+    return list(shared.values()), list(specific.values())
+
+
+class GradientAggregation:
+    """Replaces ``loss.backward()`` for a gradient method.
+
+    :meth:`backward` computes the Jacobian of the task losses with respect to the
+    shared parameters (one row per task, TorchJD's ``autojac.backward``), the usual
+    gradient of their sum for the task-specific parameters, then, under torchrun,
+    averages both over the processes, so that every process aggregates the same
+    global per-task gradients and holds the same weights; finally the aggregator
+    turns the Jacobian into the shared parameters' ``.grad`` (TorchJD's
+    ``jac_to_grad``). Gradients are float32 whatever the autocast: the parameters are.
+
+    Args:
+        aggregator: A ``torchjd.aggregation.Aggregator``.
+        shared: The shared parameters.
+        specific: The task-specific parameters.
+
+    Example:
+        >>> from torchjd.aggregation import PCGrad
+        >>> w = Tensor(torch.tensor([1.0, 0.0]))
+        >>> step = GradientAggregation(PCGrad(), [w], [])
+        >>> step.backward([w[0] ** 2, -w[0]])  # gradients (2, 0) and (-1, 0): in conflict
+        >>> w.grad
+        tensor([0., 0.])
+    """
+
+    def __init__(
+        self, aggregator: Any, shared: Sequence[Tensor], specific: Sequence[Tensor]
+    ) -> None:
+        self.aggregator = aggregator
+        self.shared = list(shared)
+        self.specific = list(specific)
+        if not self.shared:
+            raise ValueError(
+                "A gradient method needs shared parameters (a block that several tasks "
+                "depend on); this model has none"
+            )
+
+    def backward(self, losses: Sequence[Tensor]) -> None:
+        """Accumulate the aggregated update into the parameters' ``.grad``.
+
+        Args:
+            losses: One ``()`` loss per task, the Jacobian's rows in order.
+        """
+        from torchjd.autojac import backward, jac_to_grad
+
+        losses = [loss.float() for loss in losses]
+        if self.specific:  # first, keeping the graph for the Jacobian
+            total = torch.stack(losses).sum()
+            torch.autograd.backward(total, inputs=self.specific, retain_graph=True)
+        backward(losses, inputs=self.shared, parallel_chunk_size=1)
+        self._average_over_processes()
+        jac_to_grad(self.shared, self.aggregator)
+
+    def _average_over_processes(self) -> None:
+        from multitask_mnist.training import distributed  # methods know no Trainer
+
+        world = distributed.world_size()
+        if world == 1:
+            return
+        parts: list[Tensor] = [p.jac for p in self.shared]  # type: ignore[attr-defined]
+        for p in self.specific:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            parts.append(p.grad)
+        flat = torch.cat([part.reshape(-1) for part in parts])
+        distributed.all_reduce_sum(flat)
+        flat /= world
+        offset = 0
+        for part in parts:
+            part.copy_(flat[offset : offset + part.numel()].view_as(part))
+            offset += part.numel()

@@ -1,0 +1,34 @@
+"""Run by tests/training/test_distributed.py under torchrun: a gradient method on 2 ranks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from multitask_mnist import AugmentedDigitDataset, presets
+from multitask_mnist.training import Trainer, distributed
+from tests.conftest import SyntheticDigits
+
+
+def main(out: Path, method: str) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(
+        presets.mnist_sum(fusion="expectation"),
+        method=method,
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+        precision="fp32",
+        progress=False,
+        seed=0,
+    )
+    trainer.fit(AugmentedDigitDataset(SyntheticDigits(64)))
+    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    torch.save(state, out / f"rank{distributed.rank()}.pt")
+    distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
