@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _cells import add_table_arguments
+from _cells import run_cell as run_cells
+
 PRESETS = ("mnist_sum", "mnist_sum_bn")
 FUSIONS = ("argmax", "expectation", "straight_through")
 STRATEGIES = ("fixed", "uncertainty", "dwa")
@@ -46,29 +45,16 @@ def command(preset: str, fusion: str, strategy: str, epochs: int, out: Path) -> 
     ]
 
 
-def run_cell(args: argparse.Namespace, preset: str, fusion: str, strategy: str) -> dict[str, float]:
+def run_cell(args: argparse.Namespace, preset: str, fusion: str, strategy: str) -> dict[str, Any]:
     out = args.runs / f"{preset}-{fusion}-{strategy}-{args.epochs}ep"
-    metrics_file = out / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-        if "test_digit_accuracy" in metrics and metrics["config"]["epochs"] == args.epochs:
-            return dict(metrics)
     cmd = command(preset, fusion, strategy, args.epochs, out)
-    env = {**os.environ, "MULTITASK_MNIST_DATA": str(args.data_dir), "CI": "true"}
-    executable = [sys.executable, "-m", "multitask_mnist", *cmd[1:]]
-    subprocess.run(executable, check=True, env=env, cwd=ROOT, capture_output=True)
-    return dict(json.loads(metrics_file.read_text()))
+    return run_cells(cmd, out, args.data_dir, lambda m: m["config"]["epochs"] == args.epochs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(os.environ.get("MULTITASK_MNIST_DATA", "data"))
-    parser.add_argument("--data-dir", type=Path, default=default_data)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "results")
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "docs" / "_generated" / "results_table.rst"
-    )
+    add_table_arguments(parser, "results", "results_table.rst")
     args = parser.parse_args()
 
     rows = []

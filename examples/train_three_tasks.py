@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     model = three_task_net(args.fusion or "argmax")
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(strategy=args.loss_strategy),
-        method=args.method,  # "none", or a gradient method such as "upgrad"  # its tasks come from the model
+        loss=WeightedMultiLoss(strategy=args.loss_strategy),  # its tasks come from the model
+        method=args.method,  # "none", or a gradient method such as "upgrad"
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -112,7 +112,7 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
     moments = [
         (1, 0.5, signal.SIGTERM, []),  # in the first epoch
         (2, 0.2, signal.SIGINT, ["--resume"]),  # early in a resumed epoch (Ctrl-C)
-        (3, 0.7, signal.SIGTERM, ["--resume"]),  # late in the last epoch
+        (3, 0.5, signal.SIGTERM, ["--resume"]),  # in the last epoch
     ]
     for epoch, fraction, signum, extra in moments:
         command = _command(out, launcher, *extra)

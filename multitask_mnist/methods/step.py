@@ -69,7 +69,7 @@ class GradientAggregation:
 
     Example:
         >>> from torchjd.aggregation import PCGrad
-        >>> w = Tensor(torch.tensor([1.0, 0.0]))
+        >>> w = nn.Parameter(torch.tensor([1.0, 0.0]))
         >>> step = GradientAggregation(PCGrad(), [w], [])
         >>> step.backward([w[0] ** 2, -w[0]])  # gradients (2, 0) and (-1, 0): in conflict
         >>> w.grad

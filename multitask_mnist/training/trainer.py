@@ -344,22 +344,20 @@ class Trainer:
                 f"Method {name!r} combines the tasks' gradients itself; use the loss "
                 f"strategy 'fixed' with it (got {self.loss.strategy!r})"
             )
-        shared, specific = split_parameters(self.model, self.loss)
-        blocks = self.model.blocks
-        for block_name, tasks in self.model.block_tasks().items():
-            module = self.model.get_submodule(block_name)
-            if getattr(module, "passes_gradient", True) or len(tasks) > 1:
+        tasks_of = self.model.block_tasks()
+        for block_name, block in self.model.blocks.items():
+            if getattr(block.module, "passes_gradient", True) or len(tasks_of[block_name]) > 1:
                 continue
-            reads_shared = [
-                r for r in blocks[block_name].reads if len(self.model.block_tasks().get(r, ())) > 1
-            ]
-            if reads_shared:
+            shared_reads = [read for read in block.reads if len(tasks_of.get(read, ())) > 1]
+            if shared_reads:
                 raise ValueError(
                     f"Method {name!r} aggregates each task's gradient on the shared blocks, "
-                    f"but block {block_name!r} passes none back to {reads_shared[0]!r} "
-                    f"(task {tasks[0]!r} would have a zero row); use a differentiable "
-                    "fusion ('expectation' or 'straight_through') or method='none'"
+                    f"but block {block_name!r} passes none back to {shared_reads[0]!r} "
+                    f"(task {tasks_of[block_name][0]!r} would have a zero row); use a "
+                    "differentiable fusion ('expectation' or 'straight_through') or "
+                    "method='none'"
                 )
+        shared, specific = split_parameters(self.model, self.loss)
         return GradientAggregation(aggregator, shared, specific)
 
     @classmethod
