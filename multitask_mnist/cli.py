@@ -153,7 +153,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss-strategy",
         choices=STRATEGIES,
         default="fixed",
-        help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average",
+        help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average; "
+        "rlw: random weights each step; geometric: geometric mean of the losses",
     )
     parser.add_argument(
         "--method",

@@ -10,7 +10,9 @@ from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
     FixedWeighting,
+    GeometricLossWeighting,
     LossWeighting,
+    RandomLossWeighting,
     UncertaintyWeighting,
 )
 
@@ -18,8 +20,10 @@ __all__ = [
     "STRATEGIES",
     "DynamicWeightAverage",
     "FixedWeighting",
+    "GeometricLossWeighting",
     "LossWeighting",
     "MultiLossOutput",
+    "RandomLossWeighting",
     "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",

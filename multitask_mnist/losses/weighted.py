@@ -13,7 +13,9 @@ from multitask_mnist.losses.functional import MultiLossOutput
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
     FixedWeighting,
+    GeometricLossWeighting,
     LossWeighting,
+    RandomLossWeighting,
     UncertaintyWeighting,
 )
 from multitask_mnist.tasks import Task, masked_task_losses
@@ -21,7 +23,7 @@ from multitask_mnist.tasks import Task, masked_task_losses
 __all__ = ["STRATEGIES", "WeightedMultiLoss"]
 
 #: Ways of weighting the task losses, by name.
-STRATEGIES: tuple[str, ...] = ("fixed", "uncertainty", "dwa")
+STRATEGIES: tuple[str, ...] = ("fixed", "uncertainty", "dwa", "rlw", "geometric")
 
 
 class WeightedMultiLoss(nn.Module):
@@ -49,6 +51,11 @@ class WeightedMultiLoss(nn.Module):
     * ``"dwa"``: dynamic weight average
       (:class:`~multitask_mnist.losses.DynamicWeightAverage`); each epoch's weights
       follow how fast each task's loss fell, and sum to the number of tasks.
+    * ``"rlw"``: random loss weighting
+      (:class:`~multitask_mnist.losses.RandomLossWeighting`); fresh random weights
+      summing to 1 at every training step.
+    * ``"geometric"``: the geometric mean of the task losses
+      (:class:`~multitask_mnist.losses.GeometricLossWeighting`).
 
     Args:
         weights: For ``"fixed"``: the weight of each task, by name; a task left out
@@ -116,7 +123,7 @@ class WeightedMultiLoss(nn.Module):
     def bind(self, tasks: Sequence[Task]) -> None:
         """Take the tasks (once) and build the weighting strategy for them.
 
-        Binding again to tasks of the same names does nothing.
+        Binding again to the same tasks does nothing.
 
         Raises:
             ValueError: Already bound to other tasks, or ``weights`` names a task that
@@ -125,10 +132,10 @@ class WeightedMultiLoss(nn.Module):
         tasks = tuple(tasks)
         names = [task.name for task in tasks]
         if self.tasks:
-            if [task.name for task in self.tasks] != names:
+            if self.tasks != tasks:
                 raise ValueError(
-                    f"This loss is for tasks {', '.join(t.name for t in self.tasks)}; "
-                    f"the model has {', '.join(names)}"
+                    f"This loss is for tasks {', '.join(map(repr, self.tasks))}; the model has "
+                    f"{', '.join(map(repr, tasks))}"
                 )
             return
         if not tasks:
@@ -145,6 +152,10 @@ class WeightedMultiLoss(nn.Module):
             self.weighting = UncertaintyWeighting(len(tasks))
         elif self.strategy == "dwa":
             self.weighting = DynamicWeightAverage(len(tasks), self.temperature)
+        elif self.strategy == "rlw":
+            self.weighting = RandomLossWeighting(len(tasks))
+        elif self.strategy == "geometric":
+            self.weighting = GeometricLossWeighting(len(tasks))
         else:
             self.weighting = FixedWeighting(torch.tensor(list(self.weights.values())))
 

@@ -22,7 +22,9 @@ from multitask_mnist.losses.functional import (
 __all__ = [
     "DynamicWeightAverage",
     "FixedWeighting",
+    "GeometricLossWeighting",
     "LossWeighting",
+    "RandomLossWeighting",
     "UncertaintyWeighting",
 ]
 
@@ -180,3 +182,70 @@ class DynamicWeightAverage(LossWeighting):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+class RandomLossWeighting(LossWeighting):
+    """Random loss weighting, RLW (Lin et al., 2022): fresh random weights every step.
+
+    In training each step's weights are ``softmax(z)`` with ``z`` standard normal,
+    drawn from the global generator (so checkpoints restore the draws exactly) by
+    TorchJD's ``scalarization.Random``; they are positive and sum to 1. Out of
+    training (evaluation) the total uses their expectation, ``1 / K`` each, which is
+    also what :meth:`weights` reports.
+
+    Example:
+        >>> rlw = RandomLossWeighting(2)
+        >>> _ = torch.manual_seed(0)
+        >>> total = rlw(torch.tensor([1.0, 3.0]))
+        >>> bool(1.0 < total < 3.0), rlw.weights().tolist()
+        (True, [0.5, 0.5])
+    """
+
+    name = "rlw"
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__(num_tasks)
+        from torchjd.scalarization import Random
+
+        self.scalarizer = Random()
+
+    def forward(self, losses: Tensor) -> Tensor:
+        if self.training:
+            total: Tensor = self.scalarizer(losses)
+            return total
+        return losses.mean()
+
+    def weights(self) -> Tensor:
+        return torch.full((self.num_tasks,), 1.0 / self.num_tasks)
+
+
+class GeometricLossWeighting(LossWeighting):
+    """The geometric mean of the task losses (Chennupati et al., 2019, GLS).
+
+    ``exp(mean(log L_i))`` over the tasks whose loss is above zero in the batch: a
+    task without labels in a batch (loss exactly zero) is left out instead of making
+    the product zero and its gradient NaN. TorchJD's ``scalarization.GeometricMean``
+    computes the same for positive losses, but it checks the signs on the host every
+    step and has no such exception, so the library keeps its own. The gradient of
+    task ``i`` is scaled by ``total / (K L_i)``: a task whose loss is small weighs
+    more. That scale changes with every batch (and differs between processes), so
+    :meth:`weights` reports 1 for every task: there is no fixed weight to report.
+
+    Example:
+        >>> gls = GeometricLossWeighting(2)
+        >>> float(gls(torch.tensor([1.0, 4.0])))
+        2.0
+        >>> float(gls(torch.tensor([0.0, 4.0])))  # the first task has no label here
+        4.0
+    """
+
+    name = "geometric"
+
+    def forward(self, losses: Tensor) -> Tensor:
+        present = losses > 0
+        logs = torch.where(present, torch.log(torch.where(present, losses, 1.0)), 0.0)
+        total = torch.exp(logs.sum() / present.sum().clamp(min=1))
+        return torch.where(present.any(), total, losses.sum() * 0.0)
+
+    def weights(self) -> Tensor:
+        return torch.ones(self.num_tasks)

@@ -55,5 +55,6 @@ class MLPHead(nn.Module):
             raise ValueError(
                 f"Expected inputs of {self.in_features} values per sample in all, got {x.shape[1]}"
             )
-        out: Tensor = self.mlp(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # small: float32
+            out: Tensor = self.mlp(x)
         return out.squeeze(1) if self.out_features == 1 else out

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_int
+from multitask_mnist.tasks.losses import label_mask
 from multitask_mnist.tasks.task import Task, teacher_forced_key
 
 __all__ = [
@@ -319,7 +320,9 @@ class MultiTaskNet(nn.Module):
             reads = [values[read] for read in block.reads]
             module = getattr(self, name)
             if block.teacher is not None and block.task is not None and targets is not None:
-                prediction, forced = module(*reads, targets[block.teacher])
+                taught = targets[block.teacher]  # a missing label becomes a valid stand-in
+                taught = torch.where(label_mask(taught), taught, torch.zeros_like(taught))
+                prediction, forced = module(*reads, taught)
                 out[teacher_forced_key(block.task.name)] = forced
             else:
                 prediction = module(*reads)

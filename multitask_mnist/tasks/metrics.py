@@ -62,6 +62,8 @@ class TaskMetrics:
     ) -> None:
         self.tasks = tuple(tasks)
         known = [task.name for task in self.tasks]
+        if "joint" in known:
+            raise ValueError("A task may not be named 'joint': the metrics use the name")
         self.given = dict(given or {})
         for taught, other in self.given.items():
             for name in (taught, other):

@@ -126,11 +126,15 @@ class Task:
 
     def masked_mean_loss(self, prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         """``()`` the mean loss over the samples where ``mask`` is true; zero (no NaN,
-        no gradient) where it is true nowhere. Missing targets may hold any value."""
+        no gradient) where it is true nowhere. Missing targets, and the predictions of
+        samples without a label, may hold any value, NaN included: neither reaches the
+        loss or its gradient."""
         count = mask.sum().clamp(min=1).to(torch.float32)
+        rows = mask.view(-1, *([1] * (prediction.ndim - 1)))
+        prediction = torch.where(rows, prediction.float(), 0.0)  # a NaN there has no gradient
         if self.kind == "multiclass" and self.loss is None:  # one kernel skips the missing
             ignored = torch.where(mask, target.long(), -100)
-            total = F.cross_entropy(prediction.float(), ignored, ignore_index=-100, reduction="sum")
+            total = F.cross_entropy(prediction, ignored, ignore_index=-100, reduction="sum")
             return total / count
         safe = torch.where(mask, target, self.dummy_target(target))
         per_sample = self.loss_per_sample(prediction, safe)

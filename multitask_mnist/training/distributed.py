@@ -83,13 +83,15 @@ def wrap(
     )
 
 
-def broadcast_module(module: torch.nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every process (what DDP does when it wraps).
+def broadcast_module(module: torch.nn.Module, *, parameters: bool = True) -> None:
+    """Copy rank 0's parameters and buffers to every process (what DDP does when it wraps,
+    and, for the buffers such as batch-norm statistics, before every forward).
 
     For training that reduces its own gradients (a gradient method) instead of DDP's.
 
     Args:
         module: The module to align across processes; nothing happens in one process.
+        parameters: Copy the parameters too, not only the buffers.
 
     Example:
         >>> broadcast_module(torch.nn.Linear(2, 1))  # one process: nothing to do
@@ -97,7 +99,7 @@ def broadcast_module(module: torch.nn.Module) -> None:
     if world_size() == 1:
         return
     with torch.no_grad():
-        for tensor in [*module.parameters(), *module.buffers()]:
+        for tensor in [*(module.parameters() if parameters else ()), *module.buffers()]:
             torch.distributed.broadcast(tensor, src=0)
 
 

@@ -46,7 +46,10 @@ def save_curves(history: History, folder: Path) -> list[Path]:
     for name, keys, ylabel in (
         ("loss.png", ("train_loss", "val_loss"), "loss"),
         ("accuracy.png", accuracies, "accuracy (%)"),
+        ("gradients.png", ("grad_cosine", "grad_norm_ratio"), "task gradients"),
     ):
+        if not any(history.metric(key) for key in keys):
+            continue  # no curve to draw (gradients: no gradient method)
         fig = _new_figure((6, 4))
         if fig is None:
             break

@@ -471,6 +471,37 @@ class Trainer:
 
     # -- training -------------------------------------------------------------------------
 
+    def gradient_diagnostics(self) -> dict[str, float]:
+        """The last training step's task gradients, with a gradient method.
+
+        Returns:
+            ``grad_cosine`` (mean over pairs of tasks), ``grad_norm_ratio`` (largest norm
+            over smallest), ``grad_norm_{task}`` and, for aggregators that weight the
+            tasks, ``effective_weight_{task}``; empty without a gradient method or
+            before the first step. Reading them waits for the step to finish.
+        """
+        step = self._aggregation
+        if step is None or step.last_gramian is None:
+            return {}
+        gramian = step.last_gramian
+        norms = gramian.diagonal().clamp(min=0).sqrt().tolist()
+        names = self.model.task_names
+        out = {f"grad_norm_{name}": norm for name, norm in zip(names, norms, strict=True)}
+        pairs = [
+            gramian[i, j].item() / (norms[i] * norms[j])
+            for i in range(len(names))
+            for j in range(i + 1, len(names))
+            if norms[i] > 0 and norms[j] > 0
+        ]
+        if pairs:
+            out["grad_cosine"] = sum(pairs) / len(pairs)
+        if min(norms) > 0:
+            out["grad_norm_ratio"] = max(norms) / min(norms)
+        if step.last_weights is not None:
+            weights = step.last_weights.tolist()
+            out |= {f"effective_weight_{n}": w for n, w in zip(names, weights, strict=True)}
+        return out
+
     @property
     def stop_reason(self) -> str | None:
         """Why :meth:`stop` was called during the current :meth:`fit`, or ``None``."""
@@ -532,6 +563,8 @@ class Trainer:
         )
         self.scheduler = self._new_schedule(self.epochs)
         self.history, self._stop_reason, self.train_time = History(), None, 0.0
+        if self._aggregation is not None:
+            self._aggregation.epoch_diagnostics(())  # a fresh fit: no sums of an earlier one
         self.epoch, self.step, self._epoch_state = 0, 0, None
         if resume and self.output_dir is not None:
             self._resume(self.output_dir / LAST_CHECKPOINT)
@@ -639,6 +672,8 @@ class Trainer:
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         batches = self._batches(data, self.batch_size, order, seed=_epoch_seed(self.seed, epoch))
         for step, batch in enumerate(batches, self.step):
+            if self._aggregation is not None:  # as DDP does: every rank, rank 0's statistics
+                distributed.broadcast_module(self.task, parameters=False)
             with _runtime.autocast(self.device, self.autocast_dtype):
                 predictions, loss = self._train_task(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -668,7 +703,12 @@ class Trainer:
         time_s = state.elapsed_s + time.perf_counter() - tic
         self.train_time += time_s
         train = _prefixed("train_", state.totals.compute())
-        return state.metrics | train | self.model.diagnostics() | {"time_s": time_s}
+        gradients = (
+            self._aggregation.epoch_diagnostics(self.model.task_names)
+            if self._aggregation is not None
+            else {}
+        )
+        return state.metrics | train | gradients | self.model.diagnostics() | {"time_s": time_s}
 
     def _optimization(self) -> tuple[Optimizer, LRScheduler]:
         if self.optimizer is None or self.scheduler is None:
@@ -728,6 +768,8 @@ class Trainer:
     def _own_epoch_state(self, state: _EpochState) -> dict[str, Any]:
         """What this process alone has summed in the epoch so far, on the CPU."""
         own = {"totals": state.totals.state_dict(), "loss": self.loss.state_dict()}
+        if self._aggregation is not None:
+            own["method"] = self._aggregation.state_dict()
         return cast(dict[str, Any], _to_cpu(own))
 
     def _gather_rng(self) -> None:
@@ -979,6 +1021,8 @@ class Trainer:
             own = partial["per_rank"][distributed.rank()]
             totals = self._new_metrics()
             totals.load_state_dict(own["totals"])
+            if self._aggregation is not None and "method" in own:
+                self._aggregation.load_state_dict(own["method"])
             self.loss.load_state_dict(own["loss"])
             self._epoch_state = _EpochState(dict(partial["metrics"]), totals, partial["elapsed_s"])
 

@@ -107,3 +107,48 @@ def test_weights_apply_to_fixed_only() -> None:
 def test_temperature_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"^Expected argument `temperature` to be > 0, got 0.0$"):
         WeightedMultiLoss(strategy="dwa", temperature=0.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(losses=st.lists(st.floats(1e-3, 1e3), min_size=1, max_size=5))
+def test_geometric_equals_torchjds_geometric_mean_on_positive_losses(losses: list[float]) -> None:
+    from torchjd.scalarization import GeometricMean
+
+    from multitask_mnist.losses import GeometricLossWeighting
+
+    values = torch.tensor(losses, dtype=torch.float64)
+    ours = GeometricLossWeighting(len(losses)).double()(values)
+    assert torch.allclose(ours, GeometricMean()(values))
+
+
+def test_geometric_leaves_out_a_task_without_labels_with_no_nan() -> None:
+    from multitask_mnist.losses import GeometricLossWeighting
+
+    losses = torch.tensor([0.0, 4.0, 1.0], requires_grad=True)
+    gls = GeometricLossWeighting(3)
+    total = gls(losses)
+    (grad,) = torch.autograd.grad(total, losses)
+    assert float(total) == pytest.approx(2.0)
+    assert torch.isfinite(grad).all() and float(grad[0]) == 0.0
+    # d total / d L_i = total / (K L_i) over the K = 2 tasks with a label
+    assert torch.allclose(grad[1:], torch.tensor([2.0 / (2 * 4.0), 2.0 / (2 * 1.0)]))
+    none = GeometricLossWeighting(2)(torch.zeros(2, requires_grad=True))
+    assert float(none) == 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), losses=st.lists(st.floats(0.0, 100.0), min_size=2, max_size=5))
+def test_rlw_total_lies_between_the_smallest_and_largest_loss(
+    seed: int, losses: list[float]
+) -> None:
+    from multitask_mnist.losses import RandomLossWeighting
+
+    values = torch.tensor(losses)
+    rlw = RandomLossWeighting(len(losses))
+    torch.manual_seed(seed)
+    total = float(rlw(values))
+    assert min(losses) - 1e-3 <= total <= max(losses) + 1e-3
+    torch.manual_seed(seed)
+    assert float(rlw(values)) == total  # the draw follows the global generator
+    rlw.eval()
+    assert float(rlw(values)) == pytest.approx(sum(losses) / len(losses), rel=1e-5)

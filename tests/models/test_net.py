@@ -357,3 +357,45 @@ def test_two_images_one_shared_classifier_and_a_single_task() -> None:
     assert list(out) == ["sum"] and out["sum"].shape == (5,)
     assert net.block_tasks() == {"digits": ("sum",), "sum": ("sum",)}
     assert net.task_names == ("sum",) and net.input_names == ("first", "second")
+
+
+class _Taught(nn.Module):
+    """A regression head that can be taught with the true value of another task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(1, 1)
+
+    def forward(
+        self, a: torch.Tensor, teacher: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        pred = self.lin(a.unsqueeze(1)).squeeze(1)
+        if teacher is None:
+            return pred
+        return pred, self.lin(teacher.float().unsqueeze(1)).squeeze(1)
+
+
+def test_a_missing_teacher_label_puts_no_nan_in_any_gradient() -> None:
+    from multitask_mnist import WeightedMultiLoss
+
+    net = MultiTaskNet(
+        {
+            "a": Block(MLPHead(1, hidden=()), ["x"], Task("a", "regression")),
+            "b": Block(_Taught(), ["a"], Task("b", "regression"), teacher="a"),
+        },
+        [Input("x", (1,))],
+    )
+    targets = {"a": torch.tensor([1.0, float("nan"), 2.0]), "b": torch.tensor([1.0, 2.0, 3.0])}
+    out = net(torch.randn(3, 1), targets=targets)
+    loss = WeightedMultiLoss(tasks=net.tasks)(out, targets, teachers=net.teachers)
+    loss.total.backward()
+    assert torch.isfinite(loss.total)
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
+def test_mlp_head_computes_in_float32_under_autocast() -> None:
+    head = MLPHead(11, hidden=(8,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(torch.randn(4, 10), torch.tensor([1, 2, 3, 4]))
+    assert out.dtype == torch.float32

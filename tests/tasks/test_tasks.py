@@ -190,3 +190,10 @@ def test_a_missing_prediction_is_named() -> None:
             {"digit": torch.zeros(1, 10)},
             {"digit": torch.tensor([1]), "sum": torch.tensor([2])},
         )
+
+
+def test_a_task_may_not_take_the_metrics_name_joint() -> None:
+    from multitask_mnist.tasks import TaskMetrics
+
+    with pytest.raises(ValueError, match="A task may not be named 'joint'"):
+        TaskMetrics([Task("joint", "binary"), Task("other", "binary")])

@@ -22,7 +22,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "dwa"])
+@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "dwa", "rlw", "geometric"])
 def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy: str) -> None:
     result = subprocess.run(
         [*TORCHRUN, str(ROOT / "tests" / "training" / "ddp_worker.py"), str(tmp_path), strategy],

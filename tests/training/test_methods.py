@@ -110,3 +110,38 @@ def test_a_run_with_a_method_resumes_exactly(tmp_path: Path) -> None:
     straight = _trainer(method="upgrad", epochs=3)
     straight.fit(_data(256))
     _assert_same_weights(resumed.task, straight.task)
+
+
+def test_gradient_diagnostics_per_epoch_and_per_step(tmp_path: Path) -> None:
+    from multitask_mnist.training import GradientConflict
+
+    conflict = GradientConflict(every=2)
+    trainer = _trainer(method="upgrad", epochs=2, output_dir=tmp_path, callbacks=[conflict])
+    history = trainer.fit(_data(256))
+    for row in history.epochs:
+        assert -1.0 <= row["grad_cosine"] <= 1.0
+        assert row["grad_norm_ratio"] >= 1.0
+        assert row["effective_weight_digit"] > 0 and row["effective_weight_sum"] > 0
+    assert [(r["epoch"], r["step"]) for r in conflict.rows] == [(1, 1), (1, 3), (2, 1), (2, 3)]
+    last = trainer.gradient_diagnostics()
+    assert set(last) >= {"grad_cosine", "grad_norm_digit", "grad_norm_sum", "grad_norm_ratio"}
+    ratio = max(last["grad_norm_digit"], last["grad_norm_sum"]) / min(
+        last["grad_norm_digit"], last["grad_norm_sum"]
+    )
+    assert last["grad_norm_ratio"] == pytest.approx(ratio)
+    assert "grad_cosine" in (tmp_path / "history.csv").read_text().splitlines()[0]
+    assert (tmp_path / "gradient_conflict.csv").read_text().startswith("epoch,step,")
+    assert _trainer(epochs=1).gradient_diagnostics() == {}  # no method: nothing to report
+
+
+def test_the_step_diagnostics_match_the_gramian_of_known_gradients() -> None:
+    from multitask_mnist.methods import GradientAggregation, make_aggregator
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    step = GradientAggregation(make_aggregator("upgrad", 2), [w], [])
+    a, b = torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0])
+    step.backward([a @ w, b @ w])
+    means = step.epoch_diagnostics(["a", "b"])
+    assert means["grad_cosine"] == pytest.approx(3.0 / (3.0 * 2**0.5))
+    assert means["grad_norm_ratio"] == pytest.approx(3.0 / 2**0.5)
+    assert step.epoch_diagnostics(["a", "b"]) == {}  # read once, then a fresh epoch

@@ -647,3 +647,21 @@ def test_multi_mnist_lenet_trains_on_two_digits_of_one_image() -> None:
     trainer.fit(data)  # type: ignore[arg-type]
     metrics = trainer.evaluate(data)  # type: ignore[arg-type]
     assert metrics["left_accuracy"] > 50.0 and metrics["right_accuracy"] > 50.0
+
+
+@pytest.mark.parametrize("strategy", ["rlw", "geometric"])
+def test_random_and_geometric_weightings_train_and_resume_exactly(
+    tmp_path: Path, strategy: str
+) -> None:
+    from multitask_mnist import WeightedMultiLoss
+
+    def trainer(**kwargs: Any) -> Trainer:
+        return _trainer(epochs=3, loss=WeightedMultiLoss(strategy=strategy), **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer(output_dir=tmp_path, callbacks=[Recorder(fail_at_epoch_start=3)]).fit(_data(256))
+    resumed, straight = trainer(output_dir=tmp_path), trainer()
+    resumed.fit(_data(256), resume=True)
+    history = straight.fit(_data(256))
+    _assert_same_weights(resumed.task, straight.task)
+    assert history.epochs[-1]["train_digit_accuracy"] > 20  # it learns: chance is 10%

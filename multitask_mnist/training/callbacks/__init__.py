@@ -8,6 +8,7 @@ name, by which a user replaces or removes it (see
 from multitask_mnist.training.callbacks.base import Callback
 from multitask_mnist.training.callbacks.early_stopping import EarlyStopping
 from multitask_mnist.training.callbacks.epoch_log import EpochLog
+from multitask_mnist.training.callbacks.gradient_conflict import GradientConflict
 from multitask_mnist.training.callbacks.model_checkpoint import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -22,6 +23,7 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "EpochLog",
+    "GradientConflict",
     "ModelCheckpoint",
     "ProgressBar",
     "RunFiles",
