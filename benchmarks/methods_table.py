@@ -30,11 +30,14 @@ def command(method: str, fusion: str, args: argparse.Namespace, out: Path) -> li
     cmd += ["--epochs", str(args.epochs)]
     if args.digit_labels != 1.0:
         cmd += ["--digit-labels", str(args.digit_labels)]
+    if args.loss_weights:
+        cmd += ["--loss-weights", *args.loss_weights]
     return [*cmd, "--output-dir", str(out), "--no-progress"]
 
 
 def run_cell(args: argparse.Namespace, method: str, fusion: str) -> dict[str, Any]:
-    out = args.runs / f"{method}-{fusion}-{args.epochs}ep-{args.digit_labels}labels"
+    weights = "-" + "-".join(args.loss_weights).replace("=", "") if args.loss_weights else ""
+    out = args.runs / f"{method}-{fusion}-{args.epochs}ep-{args.digit_labels}labels{weights}"
 
     def finished(metrics: dict[str, Any]) -> bool:
         config = metrics["config"]
@@ -47,12 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--digit-labels", type=float, default=1.0)
+    parser.add_argument("--loss-weights", nargs="+", default=None, metavar="TASK=WEIGHT")
     parser.add_argument("--methods", nargs="+", default=["none", "upgrad"])
     parser.add_argument("--fusions", nargs="+", default=["straight_through", "expectation"])
     add_table_arguments(parser, "methods", "methods_table.rst")
     args = parser.parse_args()
 
-    header = ["method", "fusion", "epochs", "digit labels", "test digit", "test sum", "time"]
+    header = ["method", "fusion", "epochs", "digit labels", "loss weights", "test digit"]
+    header += ["test sum", "time"]
     rows: list[list[str]] = []
     for fusion, method in itertools.product(args.fusions, args.methods):
         metrics = run_cell(args, method, fusion)
@@ -63,6 +68,7 @@ def main() -> None:
                 f"``{fusion}``",
                 str(args.epochs),
                 f"{100 * args.digit_labels:g}%",
+                " ".join(args.loss_weights) if args.loss_weights else "1 each",
                 f"{metrics['test_digit_accuracy']:.2f}%",
                 f"{metrics['test_sum_accuracy']:.2f}%",
                 f"{metrics['wall_time_s']:.0f} s",

@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     model = presets.mnist_sum(**({} if args.fusion is None else {"fusion": args.fusion}))
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        # --loss-weights sum=0 trains the digit alone; the default weighs both tasks 1.
+        loss=WeightedMultiLoss(
+            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
+        ),
         method=args.method,  # "none", or a gradient method such as "upgrad"
         lr=args.lr,
         epochs=args.epochs,

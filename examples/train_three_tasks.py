@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     model = three_task_net(args.fusion or "argmax")
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(strategy=args.loss_strategy),  # its tasks come from the model
+        loss=WeightedMultiLoss(  # its tasks come from the model
+            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
+        ),
         method=args.method,  # "none", or a gradient method such as "upgrad"
         lr=args.lr,
         epochs=args.epochs,

@@ -87,8 +87,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
             ``--data-dir``, ``--output-dir``, ``--limit``, ``--digit-labels``,
-            ``--resume``, ``--fusion``,
-            ``--loss-strategy``, ``--precision``, ``--device`` and ``--no-progress``.
+            ``--resume``, ``--fusion``, ``--loss-strategy``, ``--loss-weights``,
+            ``--method``, ``--precision``, ``--device`` and ``--no-progress``.
 
     Example:
         >>> parser = argparse.ArgumentParser()
@@ -157,6 +157,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "rlw: random weights each step; geometric: geometric mean of the losses",
     )
     parser.add_argument(
+        "--loss-weights",
+        nargs="+",
+        type=_task_weight,
+        default=None,
+        metavar="TASK=WEIGHT",
+        help="fixed weights by task, e.g. 'sum=0' to train the digit alone (default: 1 each)",
+    )
+    parser.add_argument(
         "--method",
         choices=METHODS,
         default=defaults["method"],
@@ -171,6 +179,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_device(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _task_weight(text: str) -> tuple[str, float]:
+    """``"sum=0.5"`` -> ``("sum", 0.5)``, for ``--loss-weights``."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected TASK=WEIGHT such as sum=0.5, got {text!r}"
+        ) from None
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +311,9 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
     )
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        loss=WeightedMultiLoss(
+            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
+        ),
         method=args.method,
         lr=args.lr,
         epochs=args.epochs,

@@ -129,6 +129,16 @@ def test_presets_lists_the_documented_network() -> None:
             "'mgda', 'cagrad', 'imtl_g', 'aligned_mtl', 'dualproj', 'graddrop', 'nash_mtl')",
         ),
         (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (
+            ["train", "--loss-weights", "sum"],
+            2,
+            "argument --loss-weights: expected TASK=WEIGHT such as sum=0.5, got 'sum'",
+        ),
+        (
+            ["train", "--loss-weights", "total=0"],
+            1,
+            "Unknown task name(s) in `weights`: 'total'; the tasks are 'digit', 'sum'",
+        ),
         (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
         (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),
         (["train", "--preset", "vgg"], 1, "Unknown preset 'vgg'; known presets: mnist_sum"),
