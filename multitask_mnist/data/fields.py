@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 __all__ = ["WithFields", "as_fields", "to_device"]
 
@@ -109,10 +109,9 @@ class WithFields(Dataset[dict[str, Tensor]]):
     def get_batch(self, indices: Sequence[int] | Tensor) -> dict[str, Tensor]:
         """The fields of the samples at ``indices``, batched."""
         get_batch = getattr(self.dataset, "get_batch", None)
-        if get_batch is None:
+        if get_batch is None:  # collated as a DataLoader would
             index = torch.as_tensor(indices).tolist()
-            samples = [as_fields(self.dataset[i]) for i in index]
-            return self._add({k: torch.stack([s[k] for s in samples]) for k in samples[0]})
+            return self._add(default_collate([self.dataset[i] for i in index]))
         return self._add(get_batch(indices))
 
     def set_epoch(self, epoch: int) -> None:

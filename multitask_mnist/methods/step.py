@@ -87,6 +87,7 @@ class GradientAggregation:
         self.last_gramian: Tensor | None = None
         self.last_weights: Tensor | None = None
         self._sums: Tensor | None = None  # this epoch's diagnostics, summed on the device
+        self._last_step: Tensor | None = None  # the last step's, in the same layout
         if not self.shared:
             raise ValueError(
                 "A gradient method needs shared parameters (a block that several tasks "
@@ -146,6 +147,7 @@ class GradientAggregation:
             ).unbind(),
         ]
         step = torch.stack(values)
+        self._last_step = step
         self._sums = step if self._sums is None else self._sums + step
 
     def epoch_diagnostics(self, task_names: Sequence[str]) -> dict[str, float]:
@@ -161,16 +163,30 @@ class GradientAggregation:
         """
         if self._sums is None:
             return {}
-        sums = self._sums.tolist()
-        self._sums = None
+        sums, self._sums = self._sums, None
+        return self._read(sums, task_names)
+
+    def step_diagnostics(self, task_names: Sequence[str]) -> dict[str, float]:
+        """The same values for the last step alone, with each task's gradient norm
+        ``grad_norm_{task}``; empty before the first step. Waits for the step to finish.
+        """
+        if self._last_step is None or self.last_gramian is None:
+            return {}
+        norms = self.last_gramian.diagonal().clamp(min=0).sqrt().tolist()
+        out = {f"grad_norm_{name}": norm for name, norm in zip(task_names, norms, strict=True)}
+        return out | self._read(self._last_step, task_names)
+
+    def _read(self, sums: Tensor, task_names: Sequence[str]) -> dict[str, float]:
+        """Means from sums laid out as :meth:`_accumulate` lays out one step."""
+        values = sums.tolist()
         out: dict[str, float] = {}
-        if sums[2]:
-            out["grad_cosine"] = sums[1] / sums[2]
-        if sums[4]:
-            out["grad_norm_ratio"] = sums[3] / sums[4]
+        if values[2]:
+            out["grad_cosine"] = values[1] / values[2]
+        if values[4]:
+            out["grad_norm_ratio"] = values[3] / values[4]
         if self.last_weights is not None:
-            for name, total in zip(task_names, sums[5:], strict=True):
-                out[f"effective_weight_{name}"] = total / sums[0]
+            for name, total in zip(task_names, values[5:], strict=True):
+                out[f"effective_weight_{name}"] = total / values[0]
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -480,27 +480,9 @@ class Trainer:
             tasks, ``effective_weight_{task}``; empty without a gradient method or
             before the first step. Reading them waits for the step to finish.
         """
-        step = self._aggregation
-        if step is None or step.last_gramian is None:
+        if self._aggregation is None:
             return {}
-        gramian = step.last_gramian
-        norms = gramian.diagonal().clamp(min=0).sqrt().tolist()
-        names = self.model.task_names
-        out = {f"grad_norm_{name}": norm for name, norm in zip(names, norms, strict=True)}
-        pairs = [
-            gramian[i, j].item() / (norms[i] * norms[j])
-            for i in range(len(names))
-            for j in range(i + 1, len(names))
-            if norms[i] > 0 and norms[j] > 0
-        ]
-        if pairs:
-            out["grad_cosine"] = sum(pairs) / len(pairs)
-        if min(norms) > 0:
-            out["grad_norm_ratio"] = max(norms) / min(norms)
-        if step.last_weights is not None:
-            weights = step.last_weights.tolist()
-            out |= {f"effective_weight_{n}": w for n, w in zip(names, weights, strict=True)}
-        return out
+        return self._aggregation.step_diagnostics(self.model.task_names)
 
     @property
     def stop_reason(self) -> str | None:

@@ -22,10 +22,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "dwa", "rlw", "geometric"])
-def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy: str) -> None:
+def _run_worker(worker: str, out: Path, argument: str) -> None:
+    """Run ``tests/training/<worker> out argument`` on two processes under torchrun."""
     result = subprocess.run(
-        [*TORCHRUN, str(ROOT / "tests" / "training" / "ddp_worker.py"), str(tmp_path), strategy],
+        [*TORCHRUN, str(ROOT / "tests" / "training" / worker), str(out), argument],
         capture_output=True,
         text=True,
         env=_env(),
@@ -33,6 +33,11 @@ def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "dwa", "rlw", "geometric"])
+def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy: str) -> None:
+    _run_worker("ddp_worker.py", tmp_path, strategy)
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0["world"] == rank1["world"] == 2
     assert rank0["history"] == rank1["history"]  # train metrics reduced over both ranks
@@ -116,20 +121,7 @@ def _union_of_the_ranks_batches(method: str) -> dict[str, torch.Tensor]:
 
 
 def test_a_gradient_method_on_two_ranks_equals_one_process_on_the_union(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *TORCHRUN,
-            str(ROOT / "tests" / "training" / "ddp_method_worker.py"),
-            str(tmp_path),
-            "upgrad",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    _run_worker("ddp_method_worker.py", tmp_path, "upgrad")
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key  # every rank holds the same weights
