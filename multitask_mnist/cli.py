@@ -154,7 +154,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=STRATEGIES,
         default="fixed",
         help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average; "
-        "rlw: random weights each step; geometric: geometric mean of the losses",
+        "rlw: random weights each step; geometric: geometric mean of the losses; "
+        "famo: fast adaptive multitask optimization; gradnorm: gradient normalization",
     )
     parser.add_argument(
         "--loss-weights",

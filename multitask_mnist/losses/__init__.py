@@ -1,5 +1,6 @@
 """Losses: each task's loss over its labelled samples, weighted by a strategy."""
 
+from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting
 from multitask_mnist.losses.functional import (
     MultiLossOutput,
     dwa_weights,
@@ -19,8 +20,10 @@ from multitask_mnist.losses.weighting import (
 __all__ = [
     "STRATEGIES",
     "DynamicWeightAverage",
+    "FAMOWeighting",
     "FixedWeighting",
     "GeometricLossWeighting",
+    "GradNormWeighting",
     "LossWeighting",
     "MultiLossOutput",
     "RandomLossWeighting",

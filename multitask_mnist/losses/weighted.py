@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_choice, check_number
+from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting
 from multitask_mnist.losses.functional import MultiLossOutput
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
@@ -20,10 +22,29 @@ from multitask_mnist.losses.weighting import (
 )
 from multitask_mnist.tasks import Task, masked_task_losses
 
+if TYPE_CHECKING:
+    from multitask_mnist.models import MultiTaskNet
+
 __all__ = ["STRATEGIES", "WeightedMultiLoss"]
 
 #: Ways of weighting the task losses, by name.
-STRATEGIES: tuple[str, ...] = ("fixed", "uncertainty", "dwa", "rlw", "geometric")
+STRATEGIES: tuple[str, ...] = (
+    "fixed",
+    "uncertainty",
+    "dwa",
+    "rlw",
+    "geometric",
+    "famo",
+    "gradnorm",
+)
+
+_BUILDERS: dict[str, type[LossWeighting]] = {
+    "uncertainty": UncertaintyWeighting,
+    "rlw": RandomLossWeighting,
+    "geometric": GeometricLossWeighting,
+    "famo": FAMOWeighting,
+    "gradnorm": GradNormWeighting,
+}
 
 
 class WeightedMultiLoss(nn.Module):
@@ -56,19 +77,30 @@ class WeightedMultiLoss(nn.Module):
       summing to 1 at every training step.
     * ``"geometric"``: the geometric mean of the task losses
       (:class:`~multitask_mnist.losses.GeometricLossWeighting`).
+    * ``"famo"``: fast adaptive multitask optimization
+      (:class:`~multitask_mnist.losses.FAMOWeighting`); after each step, weight moves
+      to the tasks whose loss fell least (one extra forward pass per step).
+    * ``"gradnorm"``: GradNorm (:class:`~multitask_mnist.losses.GradNormWeighting`);
+      learned weights that balance the tasks' gradient norms on the last shared layer
+      against their training rates.
+
+    A :class:`~multitask_mnist.losses.LossWeighting` instance may be given instead of a
+    name, to set a strategy's own options (``FAMOWeighting(2, lr=0.01)``) or to use
+    one written for the purpose.
 
     Args:
         weights: For ``"fixed"``: the weight of each task, by name; a task left out
             weighs 1. Defaults to equal weights.
         tasks: The tasks, or ``None`` to take them from the model at :meth:`bind`.
-        strategy: One of :data:`STRATEGIES`.
+        strategy: One of :data:`STRATEGIES`, or a ``LossWeighting`` for as many tasks.
         temperature: The ``"dwa"`` softmax temperature.
 
     Raises:
         TypeError: A weight is not a real number.
         ValueError: A weight for a task the model does not have; a negative, NaN or
             infinite weight; ``weights`` with a strategy other than ``"fixed"``; an
-            unknown ``strategy``; a temperature that is not positive.
+            unknown ``strategy``, or one for another number of tasks; a temperature
+            that is not positive.
 
     Shapes:
         ``forward(predictions, targets, masks=None, teachers=None)``: by task name,
@@ -93,11 +125,23 @@ class WeightedMultiLoss(nn.Module):
         weights: Mapping[str, float] | None = None,
         *,
         tasks: Sequence[Task] | None = None,
-        strategy: str = "fixed",
+        strategy: str | LossWeighting = "fixed",
         temperature: float = 2.0,
     ) -> None:
         super().__init__()
-        self.strategy = check_choice("strategy", strategy, STRATEGIES)
+        self._custom = isinstance(strategy, LossWeighting)
+        if isinstance(strategy, LossWeighting):
+            self.weighting = strategy
+            strategy = getattr(strategy, "name", type(strategy).__name__)
+        elif not isinstance(strategy, str):
+            raise TypeError(
+                "Expected `strategy` to be one of "
+                f"{', '.join(map(repr, STRATEGIES))} or a LossWeighting, got "
+                f"{type(strategy).__name__}"
+            )
+        else:
+            check_choice("strategy", strategy, STRATEGIES)
+        self.strategy = strategy
         if weights is not None and strategy != "fixed":
             raise ValueError(
                 f"Argument `weights` applies to strategy='fixed' only; got strategy={strategy!r}"
@@ -146,18 +190,28 @@ class WeightedMultiLoss(nn.Module):
                 f"Unknown task name(s) in `weights`: {', '.join(map(repr, unknown))}; "
                 f"the tasks are {', '.join(map(repr, names))}"
             )
+        if self._custom and self.weighting.num_tasks != len(tasks):
+            raise ValueError(
+                f"The strategy {self.strategy!r} was built for {self.weighting.num_tasks} "
+                f"task(s); the model has {len(tasks)}"
+            )
         self.tasks = tasks
         self.weights = {name: self.given_weights.get(name, 1.0) for name in names}
-        if self.strategy == "uncertainty":
-            self.weighting = UncertaintyWeighting(len(tasks))
+        if self._custom:
+            pass  # given ready-made
         elif self.strategy == "dwa":
             self.weighting = DynamicWeightAverage(len(tasks), self.temperature)
-        elif self.strategy == "rlw":
-            self.weighting = RandomLossWeighting(len(tasks))
-        elif self.strategy == "geometric":
-            self.weighting = GeometricLossWeighting(len(tasks))
-        else:
+        elif self.strategy == "fixed":
             self.weighting = FixedWeighting(torch.tensor(list(self.weights.values())))
+        else:
+            self.weighting = _BUILDERS[self.strategy](len(tasks))
+
+    def attach(self, model: MultiTaskNet) -> None:
+        """Bind to ``model``'s tasks and show the strategy the model (GradNorm reads
+        its last shared layer). :class:`~multitask_mnist.training.TrainingTask` calls it.
+        """
+        self.bind(model.tasks)
+        self.weighting.attach(model)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -179,10 +233,21 @@ class WeightedMultiLoss(nn.Module):
         teachers: Mapping[str, str] | None = None,
     ) -> MultiLossOutput:
         """Return the weighted total and the per-task losses."""
-        self._bound()
-        parts = masked_task_losses(self.tasks, predictions, targets, masks, teachers)
+        parts = self.task_losses(predictions, targets, masks, teachers)
         total = self.weighting(torch.stack(list(parts.values())))
         return MultiLossOutput(total, parts)
+
+    def task_losses(
+        self,
+        predictions: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor] | None = None,
+        teachers: Mapping[str, str] | None = None,
+    ) -> dict[str, Tensor]:
+        """Each task's loss, unweighted, by task name (the ``parts`` of :meth:`forward`),
+        without touching the strategy's state."""
+        self._bound()
+        return masked_task_losses(self.tasks, predictions, targets, masks, teachers)
 
     def task_weights(self) -> dict[str, float]:
         """The weight each task's loss currently gets, by task name.

@@ -8,7 +8,7 @@ act at the end of each training epoch through :meth:`LossWeighting.on_train_epoc
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,9 @@ from multitask_mnist.losses.functional import (
     uncertainty_weighted_loss,
     weighted_sum,
 )
+
+if TYPE_CHECKING:
+    from multitask_mnist.models import MultiTaskNet
 
 __all__ = [
     "DynamicWeightAverage",
@@ -50,6 +53,9 @@ class LossWeighting(nn.Module):
     """
 
     name: ClassVar[str]
+    #: Whether :meth:`update` wants the task losses recomputed on the batch after
+    #: each optimizer step (the Trainer then does it; FAMO does).
+    updates_after_step: ClassVar[bool] = False
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
@@ -65,6 +71,16 @@ class LossWeighting(nn.Module):
 
     def on_train_epoch_end(self) -> None:
         """Called once after every training epoch; nothing by default."""
+
+    def attach(self, model: MultiTaskNet) -> None:
+        """Called once with the model the loss trains; nothing by default.
+
+        A strategy that looks at the model's layers (GradNorm) keeps them here.
+        """
+
+    def update(self, losses: Tensor) -> None:
+        """Called after each optimizer step, with the ``(K,)`` task losses recomputed
+        on the same batch, when :attr:`updates_after_step`; nothing by default."""
 
 
 class FixedWeighting(LossWeighting):

@@ -190,13 +190,28 @@ class GradientAggregation:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """This epoch's diagnostic sums, to resume an epoch mid-way."""
+        """This epoch's diagnostic sums, on this process, to resume an epoch mid-way."""
         return {"sums": None if self._sums is None else self._sums.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state_dict` returned."""
         sums = state.get("sums")
         self._sums = None if sums is None else sums.to(self.shared[0].device)
+
+    def aggregator_state(self) -> dict[str, Any]:
+        """The aggregator's own state between steps, the same on every process: Nash-MTL's
+        step count and last weights; empty for a stateless aggregator."""
+        solver = _nash_mtl_state(self.aggregator)
+        return {} if solver is None else {"nash_mtl": solver}
+
+    def load_aggregator_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`aggregator_state` returned.
+
+        Raises:
+            ValueError: The state is Nash-MTL's and the aggregator is not.
+        """
+        if "nash_mtl" in state:
+            _load_nash_mtl_state(self.aggregator, state["nash_mtl"])
 
     def _average_over_processes(self) -> None:
         from multitask_mnist.training import distributed  # methods know no Trainer
@@ -216,3 +231,33 @@ class GradientAggregation:
         for part in parts:
             part.copy_(flat[offset : offset + part.numel()].view_as(part))
             offset += part.numel()
+
+
+_NASH_MTL_ARRAYS = ("prvs_alpha", "normalization_factor", "init_gtg")
+
+
+def _nash_mtl_weighting(aggregator: Any) -> Any:
+    weighting = getattr(aggregator, "weighting", None)
+    return weighting if type(weighting).__name__ == "_NashMTLWeighting" else None
+
+
+def _nash_mtl_state(aggregator: Any) -> dict[str, Any] | None:
+    """TorchJD's Nash-MTL keeps its last weights (numpy arrays) and a step count."""
+    weighting = _nash_mtl_weighting(aggregator)
+    if weighting is None:
+        return None
+    state: dict[str, Any] = {"step": float(weighting.step)}
+    for key in _NASH_MTL_ARRAYS:
+        state[key] = torch.tensor(getattr(weighting, key))
+    return state
+
+
+def _load_nash_mtl_state(aggregator: Any, state: dict[str, Any]) -> None:
+    weighting = _nash_mtl_weighting(aggregator)
+    if weighting is None:
+        raise ValueError("The checkpoint holds Nash-MTL's state, but the method is not Nash-MTL")
+    for key in _NASH_MTL_ARRAYS:
+        setattr(weighting, key, state[key].numpy().copy())
+    weighting.step = state["step"]
+    if weighting.step > 0:  # the solver's problem is built at the first step; build it now
+        weighting._init_optim_problem()

@@ -57,6 +57,7 @@ class TrainingState(TypedDict):
     stop_reason: str | None  # why a callback stopped the run early, if one did
     model: dict[str, Any]  # MultiTaskNet.state_dict()
     loss: dict[str, Any]  # WeightedMultiLoss.state_dict(), learned and running state
+    method: dict[str, Any]  # a gradient method's state between steps (Nash-MTL's), or {}
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: list[dict[str, Any]]  # every global RNG state the run draws from, per process

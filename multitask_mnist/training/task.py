@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 from multitask_mnist.losses import MultiLossOutput, WeightedMultiLoss
@@ -52,7 +53,7 @@ class TrainingTask(nn.Module):
 
     def __init__(self, model: MultiTaskNet, loss: WeightedMultiLoss) -> None:
         super().__init__()
-        loss.bind(model.tasks)
+        loss.attach(model)
         self.model = model
         self.loss = loss
 
@@ -80,6 +81,24 @@ class TrainingTask(nn.Module):
         inputs, targets = self.split(batch)
         predictions = self.model(inputs, targets=targets if self.training else None)
         return predictions, self.loss(predictions, targets, teachers=self.model.teachers)
+
+    def update_after_step(self, batch: Mapping[str, Tensor]) -> None:
+        """After an optimizer step, when the loss's strategy asks for it (FAMO): the
+        task losses on the same batch again, without gradients, for its update.
+
+        Runs in training mode, as the step did; buffers such as batch-norm statistics
+        are put back as the step left them, so the extra pass changes nothing else.
+        """
+        if not self.loss.weighting.updates_after_step:
+            return
+        inputs, targets = self.split(batch)
+        buffers = [(b, b.clone()) for b in self.model.buffers()]
+        with torch.no_grad():
+            predictions = self.model(inputs, targets=targets if self.training else None)
+            parts = self.loss.task_losses(predictions, targets, teachers=self.model.teachers)
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        self.loss.weighting.update(torch.stack(list(parts.values())))
 
     def on_train_epoch_end(self) -> None:
         """After every training epoch: the loss's weighting may update itself."""

@@ -305,6 +305,7 @@ class Trainer:
             method if not isinstance(method, str) else check_choice("method", method, METHODS)
         )
         self._aggregation = self._gradient_method(method)
+        self._update_after_step = self.loss.weighting.updates_after_step
         if self._aggregation is None:
             # Under torchrun, training steps run through DDP, which averages every gradient.
             # A task weighted zero leaves its parameters without gradients: tell DDP.
@@ -669,6 +670,9 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.task.parameters(), self.grad_clip)
             optimizer.step()
             scheduler.step()
+            if self._update_after_step:  # FAMO: the losses after the step, same batch
+                with _runtime.autocast(self.device, self.autocast_dtype):
+                    self.task.update_after_step(batch)
             state.totals.update(
                 predictions, self.task.split(batch)[1], losses=loss.parts, total=loss.total
             )
@@ -922,6 +926,7 @@ class Trainer:
             stop_reason=self.stop_reason,
             model=self.model.state_dict(),
             loss=self.loss.state_dict(),
+            method={} if self._aggregation is None else self._aggregation.aggregator_state(),
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             rng=self._rng_states or [_to_cpu(_runtime.get_rng_state())],
@@ -955,6 +960,8 @@ class Trainer:
     def _restore_model(self, state: TrainingState, path: Path) -> None:
         load_model_state(self.model, state["model"], source=path)
         self.loss.load_state_dict(state["loss"])
+        if self._aggregation is not None:
+            self._aggregation.load_aggregator_state(state.get("method", {}))
 
     def _restore_training_state(self, state: TrainingState) -> None:
         optimizer, scheduler = self._optimization()

@@ -12,21 +12,23 @@ from multitask_mnist.training import Trainer, distributed
 from tests.conftest import SyntheticDigits
 
 
-def main(out: Path, method: str) -> None:
-    torch.manual_seed(0)
-    trainer = Trainer(
-        presets.mnist_sum(fusion="expectation"),
-        method=method,
-        epochs=1,
-        batch_size=16,
-        device="cpu",
-        precision="fp32",
-        progress=False,
-        seed=0,
-    )
-    trainer.fit(AugmentedDigitDataset(SyntheticDigits(64)))
-    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-    torch.save(state, out / f"rank{distributed.rank()}.pt")
+def main(out: Path, methods: str) -> None:
+    """Train with each of the comma-separated ``methods`` in turn, saving each's weights."""
+    for method in methods.split(","):
+        torch.manual_seed(0)
+        trainer = Trainer(
+            presets.mnist_sum(fusion="expectation"),
+            method=method,
+            epochs=1,
+            batch_size=16,
+            device="cpu",
+            precision="fp32",
+            progress=False,
+            seed=0,
+        )
+        trainer.fit(AugmentedDigitDataset(SyntheticDigits(64)))
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        torch.save(state, out / f"{method}-rank{distributed.rank()}.pt")
     distributed.cleanup()
 
 

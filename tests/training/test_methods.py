@@ -97,19 +97,24 @@ def test_a_task_without_labels_in_every_batch_gives_a_zero_row_and_no_nan() -> N
     assert "train_larger_accuracy" not in history.epochs[0]
 
 
-def test_a_run_with_a_method_resumes_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["upgrad", "nash_mtl"])  # Nash-MTL keeps a state
+def test_a_run_with_a_method_resumes_exactly(tmp_path: Path, method: str) -> None:
     with pytest.raises(KeyboardInterrupt):
         _trainer(
-            method="upgrad",
+            method=method,
             epochs=3,
             output_dir=tmp_path,
             callbacks=[Recorder(fail_at_epoch_start=3)],
         ).fit(_data(256))
-    resumed = _trainer(method="upgrad", epochs=3, output_dir=tmp_path)
+    resumed = _trainer(method=method, epochs=3, output_dir=tmp_path)
     resumed.fit(_data(256), resume=True)
-    straight = _trainer(method="upgrad", epochs=3)
+    straight = _trainer(method=method, epochs=3)
     straight.fit(_data(256))
     _assert_same_weights(resumed.task, straight.task)
+    if method == "nash_mtl":  # its step count and last weights came back too
+        ours, theirs = (t._aggregation.aggregator.weighting for t in (resumed, straight))  # type: ignore[union-attr]
+        assert ours.step == theirs.step == 12
+        assert (ours.prvs_alpha == theirs.prvs_alpha).all()
 
 
 def test_gradient_diagnostics_per_epoch_and_per_step(tmp_path: Path) -> None:

@@ -442,7 +442,15 @@ def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
         _trainer(output_dir=tmp_path).fit(_data(64), resume=True)
 
 
-@pytest.mark.parametrize("strategy", ["uncertainty", "dwa"])
+_STATE_KEYS = {
+    "uncertainty": {"weighting.log_vars"},
+    "dwa": {"weighting.current", "weighting.epoch_means", "weighting._extra_state"},
+    "famo": {"weighting.logits", "weighting.exp_avg", "weighting.exp_avg_sq"},
+    "gradnorm": {"weighting.theta", "weighting.initial", "weighting.has_initial"},
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(_STATE_KEYS))
 def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     tmp_path: Path, strategy: str
 ) -> None:
@@ -458,15 +466,12 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     weights = [(row["weight_digit"], row["weight_sum"]) for row in history.epochs]
     assert len(set(weights)) > 1  # the weights moved during training
     assert straight.optimizer is not None
-    if strategy == "uncertainty":
-        optimized = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
-        assert id(straight.loss.weighting.log_vars) in optimized
+    optimized = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
+    learned = list(straight.loss.parameters())  # log-variances, GradNorm's theta
+    assert all(id(p) in optimized for p in learned)
+    assert len(learned) == (1 if strategy in ("uncertainty", "gradnorm") else 0)
     state = load_checkpoint(tmp_path / "straight" / "last.pt")["loss"]
-    assert set(state) >= (
-        {"weighting.log_vars"}
-        if strategy == "uncertainty"
-        else {"weighting.current", "weighting.epoch_means", "weighting._extra_state"}
-    )
+    assert set(state) >= _STATE_KEYS[strategy]
 
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
