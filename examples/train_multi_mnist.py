@@ -24,10 +24,22 @@ from torch.utils.data import Subset
 from multitask_mnist import WeightedMultiLoss, presets
 from multitask_mnist.data import DATA_ENV_VAR, MultiMNIST
 from multitask_mnist.losses import STRATEGIES
+from multitask_mnist.methods import METHODS
 from multitask_mnist.training import Trainer, TrainingInterrupted, distributed
 
 #: The seed of the test split's pairing: every run is scored on the same images.
 TEST_SEED = 0
+
+
+def task_weight(text: str) -> tuple[str, float]:
+    """``"left=0.5"`` -> ``("left", 0.5)``."""
+    task, sep, weight = text.partition("=")
+    try:
+        if not (task and sep):
+            raise ValueError
+        return task, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TASK=WEIGHT, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults["seed"], help="pairing and training")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images")
     parser.add_argument("--loss-strategy", choices=STRATEGIES, default="fixed")
+    parser.add_argument(
+        "--loss-weights",
+        nargs="+",
+        type=task_weight,
+        default=None,
+        metavar="TASK=WEIGHT",
+        help="fixed weights, e.g. left=1 right=0 for a single-task baseline",
+    )
+    parser.add_argument("--method", choices=METHODS, default="none", help="gradient method")
     parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/multi_mnist"))
     parser.add_argument("--resume", action="store_true", help="continue from --output-dir")
@@ -64,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     model = presets.multi_mnist_lenet()
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(strategy=args.loss_strategy),
+        loss=WeightedMultiLoss(
+            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
+        ),
+        method=args.method,  # "none", or a gradient method such as "upgrad"
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

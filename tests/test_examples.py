@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -148,3 +149,24 @@ def test_the_multi_mnist_example_reports_left_and_right(mnist_root: Path, tmp_pa
     )
     assert match, result.stdout
     assert float(match.group(1)) > 80 and float(match.group(2)) > 80  # chance is 10%
+
+
+def test_the_multi_mnist_example_takes_a_method_and_task_weights(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    quick = ["--epochs", "1", "--limit", "3000", "--batch-size", "32", "--no-progress"]
+    single = _run_example(
+        "train_multi_mnist.py", *quick, "--loss-weights", "left=1", "right=0",
+        "--output-dir", str(tmp_path / "single"),
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert metrics["config"]["loss_weights"] == {"left": 1.0, "right": 0.0}
+    assert metrics["test_left_accuracy"] > metrics["test_right_accuracy"] + 20  # right untrained
+    method = _run_example(
+        "train_multi_mnist.py", *quick, "--method", "pcgrad", "--output-dir", str(tmp_path / "m")
+    )
+    assert method.returncode == 0, method.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["method"] == "pcgrad"
+    bad = _run_example("train_multi_mnist.py", "--loss-weights", "left")
+    assert bad.returncode == 2 and "expected TASK=WEIGHT, got 'left'" in bad.stderr
