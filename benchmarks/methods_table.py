@@ -1,7 +1,7 @@
 """The methods table of the docs: gradient methods x fusion modes on MNIST sum, real runs.
 
 Each cell is one ``multitask-mnist train --method M --fusion F`` run of the documented
-network, in its own process, on the full training split (or with the digit label on
+network (or ``--method none --loss-strategy S`` for each of ``--strategies``), in its own process, on the full training split (or with the digit label on
 a fraction of it, ``--digit-labels``), tested on the 10,000 test images. The script
 writes the table, with every cell's command, to ``docs/_generated/methods_table.rst``
 and prints it as Markdown. Cells already run (same epochs and digit labels) are
@@ -25,8 +25,12 @@ from _cells import add_table_arguments, write_table
 from _cells import run_cell as run_cells
 
 
-def command(method: str, fusion: str, args: argparse.Namespace, out: Path) -> list[str]:
+def command(
+    method: str, strategy: str, fusion: str, args: argparse.Namespace, out: Path
+) -> list[str]:
     cmd = ["multitask-mnist", "train", "--method", method, "--fusion", fusion]
+    if strategy != "fixed":
+        cmd += ["--loss-strategy", strategy]
     cmd += ["--epochs", str(args.epochs)]
     if args.digit_labels != 1.0:
         cmd += ["--digit-labels", str(args.digit_labels)]
@@ -35,15 +39,16 @@ def command(method: str, fusion: str, args: argparse.Namespace, out: Path) -> li
     return [*cmd, "--output-dir", str(out), "--no-progress"]
 
 
-def run_cell(args: argparse.Namespace, method: str, fusion: str) -> dict[str, Any]:
+def run_cell(args: argparse.Namespace, method: str, strategy: str, fusion: str) -> dict[str, Any]:
     weights = "-" + "-".join(args.loss_weights).replace("=", "") if args.loss_weights else ""
-    out = args.runs / f"{method}-{fusion}-{args.epochs}ep-{args.digit_labels}labels{weights}"
+    name = method if strategy == "fixed" else f"{method}-{strategy}"
+    out = args.runs / f"{name}-{fusion}-{args.epochs}ep-{args.digit_labels}labels{weights}"
 
     def finished(metrics: dict[str, Any]) -> bool:
         config = metrics["config"]
         return bool(config["epochs"] == args.epochs and config["digit_labels"] == args.digit_labels)
 
-    return run_cells(command(method, fusion, args, out), out, args.data_dir, finished)
+    return run_cells(command(method, strategy, fusion, args, out), out, args.data_dir, finished)
 
 
 def main() -> None:
@@ -53,18 +58,23 @@ def main() -> None:
     parser.add_argument("--loss-weights", nargs="+", default=None, metavar="TASK=WEIGHT")
     parser.add_argument("--methods", nargs="+", default=["none", "upgrad"])
     parser.add_argument("--fusions", nargs="+", default=["straight_through", "expectation"])
+    parser.add_argument(
+        "--strategies", nargs="+", default=[], help="loss strategies, each with method none"
+    )
     add_table_arguments(parser, "methods", "methods_table.rst")
     args = parser.parse_args()
 
-    header = ["method", "fusion", "epochs", "digit labels", "loss weights", "test digit"]
-    header += ["test sum", "time"]
+    header = ["method", "loss strategy", "fusion", "epochs", "digit labels", "loss weights"]
+    header += ["test digit", "test sum", "time"]
     rows: list[list[str]] = []
-    for fusion, method in itertools.product(args.fusions, args.methods):
-        metrics = run_cell(args, method, fusion)
-        cmd = " ".join(command(method, fusion, args, Path("runs/x"))[:-3])
+    pairs = [(m, "fixed") for m in args.methods] + [("none", s) for s in args.strategies]
+    for fusion, (method, strategy) in itertools.product(args.fusions, pairs):
+        metrics = run_cell(args, method, strategy, fusion)
+        cmd = " ".join(command(method, strategy, fusion, args, Path("runs/x"))[:-3])
         rows.append(
             [
                 f"``{method}``",
+                f"``{strategy}``",
                 f"``{fusion}``",
                 str(args.epochs),
                 f"{100 * args.digit_labels:g}%",
