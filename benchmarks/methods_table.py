@@ -1,8 +1,9 @@
 """The methods table of the docs: gradient methods x fusion modes on MNIST sum, real runs.
 
 Each cell is one ``multitask-mnist train --method M --fusion F`` run of the documented
-network (or ``--method none --loss-strategy S`` for each of ``--strategies``), in its own process, on the full training split (or with the digit label on
-a fraction of it, ``--digit-labels``), tested on the 10,000 test images. The script
+network (or ``--method none --loss-strategy S`` for each of ``--strategies``), in its
+own process, on the full training split (or with the digit label on a fraction of
+it, ``--digit-labels``), tested on the 10,000 test images. The script
 writes the table, with every cell's command, to ``docs/_generated/methods_table.rst``
 and prints it as Markdown. Cells already run (same epochs and digit labels) are
 reused, so an interrupted sweep continues where it stopped. Run the cells one after

@@ -23,7 +23,12 @@ from torch.utils.data import Subset
 from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets
 from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
 from multitask_mnist.data import DATA_ENV_VAR
-from multitask_mnist.training import Trainer, TrainingInterrupted, distributed
+from multitask_mnist.training import (
+    GradientConflict,
+    Trainer,
+    TrainingInterrupted,
+    distributed,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
         ),
         method=args.method,  # "none", or a gradient method such as "upgrad"
+        # --gradient-conflict N: the tasks' gradient cosine and norms every N steps
+        callbacks=[GradientConflict(args.gradient_conflict)]
+        if args.gradient_conflict is not None
+        else [],
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -32,7 +32,12 @@ from multitask_mnist.data import DATA_ENV_VAR, WithFields, load_mnist
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import Block, Input, MLPHead, MultiTaskNet
 from multitask_mnist.presets import MNIST_SUM_LAYERS
-from multitask_mnist.training import Trainer, TrainingInterrupted, distributed
+from multitask_mnist.training import (
+    GradientConflict,
+    Trainer,
+    TrainingInterrupted,
+    distributed,
+)
 
 
 def larger_label(sample: dict[str, Tensor]) -> Tensor:
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
         ),
         method=args.method,  # "none", or a gradient method such as "upgrad"
+        # --gradient-conflict N: the tasks' gradient cosine and norms every N steps
+        callbacks=[GradientConflict(args.gradient_conflict)]
+        if args.gradient_conflict is not None
+        else [],
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

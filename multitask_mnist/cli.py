@@ -34,6 +34,7 @@ from multitask_mnist.models import FUSION_MODES, MultiTaskNet
 from multitask_mnist.training import (
     PRECISIONS,
     CheckpointError,
+    GradientConflict,
     NonFiniteLossError,
     OutputDirLockedError,
     Trainer,
@@ -171,6 +172,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults["method"],
         help="how the tasks' gradients combine: none (one backward of the weighted loss) "
         "or a gradient aggregation method on the shared trunk (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gradient-conflict",
+        type=int,
+        default=None,
+        metavar="EVERY",
+        help="record the tasks' gradient cosine, norms and weights every EVERY steps "
+        "(gradient_conflict.csv; the epoch means go to history.csv either way). Without "
+        "a gradient method, each recorded step costs one extra backward pass per task",
     )
     parser.add_argument(
         "--precision",
@@ -316,6 +326,9 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
             dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
         ),
         method=args.method,
+        callbacks=[GradientConflict(args.gradient_conflict)]
+        if args.gradient_conflict is not None
+        else [],
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

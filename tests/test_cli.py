@@ -343,3 +343,33 @@ def test_train_with_digit_labels_on_half_the_images(small_mnist: Path, tmp_path:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["config"]["digit_labels"] == 0.5
     assert "test_digit_accuracy" in metrics  # the test split keeps every label
+
+
+def test_gradient_conflict_without_a_method_writes_the_steps(
+    small_mnist: Path, tmp_path: Path
+) -> None:
+    result = _run(
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "100",
+        "--batch-size",
+        "25",
+        "--fusion",
+        "expectation",
+        "--gradient-conflict",
+        "2",
+        "--output-dir",
+        str(tmp_path),
+        data=small_mnist,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "gradient_conflict.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,grad_norm_digit,grad_norm_sum")
+    assert [r.split(",")[:2] for r in rows[1:]] == [["1", "1"], ["1", "3"]]
+    history = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"grad_cosine", "effective_weight_digit", "effective_weight_sum"} <= set(history)
+    bad = _run("train", "--gradient-conflict", "0", data=small_mnist)
+    assert bad.returncode == 1
+    assert "Expected argument `every` to be an int >= 1, got 0" in bad.stderr

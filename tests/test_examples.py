@@ -156,9 +156,14 @@ def test_the_multi_mnist_example_takes_a_method_and_task_weights(
 ) -> None:
     quick = ["--epochs", "1", "--limit", "3000", "--batch-size", "32", "--no-progress"]
     single = _run_example(
-        "train_multi_mnist.py", *quick, "--loss-weights", "left=1", "right=0",
-        "--output-dir", str(tmp_path / "single"),
-    )  # fmt: skip
+        "train_multi_mnist.py",
+        *quick,
+        "--loss-weights",
+        "left=1",
+        "right=0",
+        "--output-dir",
+        str(tmp_path / "single"),
+    )
     assert single.returncode == 0, single.stderr
     metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert metrics["config"]["loss_weights"] == {"left": 1.0, "right": 0.0}

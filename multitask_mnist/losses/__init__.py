@@ -1,6 +1,6 @@
 """Losses: each task's loss over its labelled samples, weighted by a strategy."""
 
-from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting
+from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting, last_shared_layer
 from multitask_mnist.losses.functional import (
     MultiLossOutput,
     dwa_weights,
@@ -30,6 +30,7 @@ __all__ = [
     "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",
+    "last_shared_layer",
     "uncertainty_weighted_loss",
     "weighted_sum",
 ]

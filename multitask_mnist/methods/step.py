@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.methods.diagnostics import GradientDiagnostics, gramian
 from multitask_mnist.models import MultiTaskNet
 
 __all__ = ["GradientAggregation", "split_parameters"]
@@ -82,12 +83,8 @@ class GradientAggregation:
         self.aggregator = aggregator
         self.shared = list(shared)
         self.specific = list(specific)
-        #: The last step's Gramian of the task gradients ``(K, K)`` and the weights the
-        #: aggregator gave the tasks (``None`` for an aggregator without weights).
-        self.last_gramian: Tensor | None = None
-        self.last_weights: Tensor | None = None
-        self._sums: Tensor | None = None  # this epoch's diagnostics, summed on the device
-        self._last_step: Tensor | None = None  # the last step's, in the same layout
+        #: How the task gradients of each step relate (cosine, norms, weights).
+        self.diagnostics = GradientDiagnostics()
         if not self.shared:
             raise ValueError(
                 "A gradient method needs shared parameters (a block that several tasks "
@@ -108,95 +105,19 @@ class GradientAggregation:
             torch.autograd.backward(total, inputs=self.specific, retain_graph=True)
         backward(losses, inputs=self.shared, parallel_chunk_size=1)
         self._average_over_processes()
-        gramian = self._gramian()
+        jacobians = [p.jac for p in self.shared]  # type: ignore[attr-defined]
         weights = jac_to_grad(self.shared, self.aggregator)
-        self.last_gramian = gramian
-        self.last_weights = weights.detach().double() if isinstance(weights, Tensor) else None
-        self._accumulate(gramian, self.last_weights)
-
-    def _gramian(self) -> Tensor:
-        """``(K, K)`` float64: the task gradients' inner products on the shared parameters."""
-        gramian: Tensor | None = None
-        for p in self.shared:
-            rows = p.jac.reshape(p.jac.shape[0], -1).double()  # type: ignore[attr-defined]
-            part = rows @ rows.T
-            gramian = part if gramian is None else gramian + part
-        if gramian is None:
-            raise RuntimeError("No shared parameter received a Jacobian")
-        return gramian
-
-    def _accumulate(self, gramian: Tensor, weights: Tensor | None) -> None:
-        k = gramian.shape[0]
-        norms = gramian.diagonal().clamp(min=0).sqrt()
-        first, second = torch.triu_indices(k, k, offset=1, device=gramian.device)
-        both = (norms[first] > 0) & (norms[second] > 0)
-        cosines = gramian[first, second] / (norms[first] * norms[second]).clamp(min=1e-300)
-        pairs = both.sum()
-        smallest = norms.min()
-        ratio_ok = smallest > 0
-        values = [
-            torch.ones((), dtype=torch.float64, device=gramian.device),
-            torch.where(both, cosines, 0.0).sum() / pairs.clamp(min=1),
-            (pairs > 0).double(),
-            torch.where(ratio_ok, norms.max() / smallest.clamp(min=1e-300), 0.0),
-            ratio_ok.double(),
-            *(
-                weights
-                if weights is not None
-                else torch.zeros(k, dtype=torch.float64, device=gramian.device)
-            ).unbind(),
-        ]
-        step = torch.stack(values)
-        self._last_step = step
-        self._sums = step if self._sums is None else self._sums + step
-
-    def epoch_diagnostics(self, task_names: Sequence[str]) -> dict[str, float]:
-        """The means over the steps since the last call, then a fresh start.
-
-        Returns:
-            ``grad_cosine`` (the mean cosine between two tasks' gradients on the shared
-            parameters, over the pairs where both are non-zero), ``grad_norm_ratio``
-            (the largest task gradient's norm over the smallest's, where none is zero),
-            and ``effective_weight_{task}`` (the weight the aggregator gave each task,
-            for aggregators that weight them); a value with no step to average is left
-            out.
-        """
-        if self._sums is None:
-            return {}
-        sums, self._sums = self._sums, None
-        return self._read(sums, task_names)
-
-    def step_diagnostics(self, task_names: Sequence[str]) -> dict[str, float]:
-        """The same values for the last step alone, with each task's gradient norm
-        ``grad_norm_{task}``; empty before the first step. Waits for the step to finish.
-        """
-        if self._last_step is None or self.last_gramian is None:
-            return {}
-        norms = self.last_gramian.diagonal().clamp(min=0).sqrt().tolist()
-        out = {f"grad_norm_{name}": norm for name, norm in zip(task_names, norms, strict=True)}
-        return out | self._read(self._last_step, task_names)
-
-    def _read(self, sums: Tensor, task_names: Sequence[str]) -> dict[str, float]:
-        """Means from sums laid out as :meth:`_accumulate` lays out one step."""
-        values = sums.tolist()
-        out: dict[str, float] = {}
-        if values[2]:
-            out["grad_cosine"] = values[1] / values[2]
-        if values[4]:
-            out["grad_norm_ratio"] = values[3] / values[4]
-        if self.last_weights is not None:
-            for name, total in zip(task_names, values[5:], strict=True):
-                out[f"effective_weight_{name}"] = total / values[0]
-        return out
+        self.diagnostics.record(
+            gramian(jacobians), weights.detach() if isinstance(weights, Tensor) else None
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """This epoch's diagnostic sums, on this process, to resume an epoch mid-way."""
-        return {"sums": None if self._sums is None else self._sums.cpu()}
+        return self.diagnostics.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state_dict` returned."""
-        sums = state.get("sums")
-        self._sums = None if sums is None else sums.to(self.shared[0].device)
+        self.diagnostics.load_state_dict(state, self.shared[0].device)
 
     def aggregator_state(self) -> dict[str, Any]:
         """The aggregator's own state between steps, the same on every process: Nash-MTL's

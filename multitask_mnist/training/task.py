@@ -61,8 +61,15 @@ class TrainingTask(nn.Module):
         """The model's inputs and the tasks' targets of ``batch``.
 
         Raises:
+            TypeError: ``batch`` is not a mapping (a NamedTuple batch needs
+                :func:`~multitask_mnist.data.as_fields` first).
             KeyError: A field the model needs is missing, named with those present.
         """
+        if not isinstance(batch, Mapping):
+            raise TypeError(
+                f"Expected the batch as a mapping of named tensors, got {type(batch).__name__}; "
+                "multitask_mnist.data.as_fields turns a NamedTuple batch into one"
+            )
         missing = [n for n in (*self.model.input_names, *self.model.task_names) if n not in batch]
         if missing:
             raise KeyError(

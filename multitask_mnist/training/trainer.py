@@ -35,11 +35,23 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from multitask_mnist._validation import check_choice, check_int, check_number
 from multitask_mnist.data.fields import as_fields, to_device
 from multitask_mnist.losses import WeightedMultiLoss
-from multitask_mnist.methods import METHODS, GradientAggregation, make_aggregator, split_parameters
+from multitask_mnist.methods import (
+    METHODS,
+    GradientAggregation,
+    GradientDiagnostics,
+    GradientProbe,
+    make_aggregator,
+    split_parameters,
+)
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import TaskMetrics, label_mask
 from multitask_mnist.training import _runtime, distributed
-from multitask_mnist.training.callbacks import LAST_CHECKPOINT, Callback, default_callbacks
+from multitask_mnist.training.callbacks import (
+    LAST_CHECKPOINT,
+    Callback,
+    GradientConflict,
+    default_callbacks,
+)
 from multitask_mnist.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -320,6 +332,14 @@ class Trainer:
         self.scheduler_spec = scheduler
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.callbacks = _resolve_callbacks(callbacks, progress)
+        self._probe, self._probe_every = self._gradient_probe()
+        self._diagnostics: GradientDiagnostics | None = (
+            self._aggregation.diagnostics
+            if self._aggregation is not None
+            else self._probe.diagnostics
+            if self._probe is not None
+            else None
+        )
         self.extra_config = dict(config or {})
         self.history = History()
         self.optimizer: Optimizer | None = None
@@ -333,6 +353,15 @@ class Trainer:
         self._rng_states: list[Any] = []  # every process's RNG states at the last save point
         self._lock: RunLock | None = None
         self._claim_output_dir()  # a folder in use stops the run now, not after data loading
+
+    def _gradient_probe(self) -> tuple[GradientProbe | None, int]:
+        """Without a gradient method, a :class:`GradientConflict` callback has the task
+        gradients measured every ``every`` steps."""
+        conflict = self.callbacks.get("gradient_conflict")
+        if self._aggregation is not None or not isinstance(conflict, GradientConflict):
+            return None, 0
+        shared, _ = split_parameters(self.model)
+        return (GradientProbe(shared), conflict.every) if shared else (None, 0)
 
     def _gradient_method(self, method: Any) -> GradientAggregation | None:
         """The backward step of a gradient method, or ``None`` for ``"none"``."""
@@ -481,9 +510,9 @@ class Trainer:
             tasks, ``effective_weight_{task}``; empty without a gradient method or
             before the first step. Reading them waits for the step to finish.
         """
-        if self._aggregation is None:
+        if self._diagnostics is None:
             return {}
-        return self._aggregation.step_diagnostics(self.model.task_names)
+        return self._diagnostics.step(self.model.task_names)
 
     @property
     def stop_reason(self) -> str | None:
@@ -546,8 +575,8 @@ class Trainer:
         )
         self.scheduler = self._new_schedule(self.epochs)
         self.history, self._stop_reason, self.train_time = History(), None, 0.0
-        if self._aggregation is not None:
-            self._aggregation.epoch_diagnostics(())  # a fresh fit: no sums of an earlier one
+        if self._diagnostics is not None:
+            self._diagnostics.epoch(())  # a fresh fit: no sums of an earlier one
         self.epoch, self.step, self._epoch_state = 0, 0, None
         if resume and self.output_dir is not None:
             self._resume(self.output_dir / LAST_CHECKPOINT)
@@ -661,6 +690,8 @@ class Trainer:
                 predictions, loss = self._train_task(batch)
             optimizer.zero_grad(set_to_none=True)
             if self._aggregation is None:
+                if self._probe is not None and step % self._probe_every == 0:
+                    self._probe.measure(list(loss.parts.values()), loss.total)
                 loss.total.backward()
             else:  # one row per task: its loss times its fixed weight
                 weights = self.loss.weights
@@ -690,9 +721,7 @@ class Trainer:
         self.train_time += time_s
         train = _prefixed("train_", state.totals.compute())
         gradients = (
-            self._aggregation.epoch_diagnostics(self.model.task_names)
-            if self._aggregation is not None
-            else {}
+            self._diagnostics.epoch(self.model.task_names) if self._diagnostics is not None else {}
         )
         return state.metrics | train | gradients | self.model.diagnostics() | {"time_s": time_s}
 
@@ -754,8 +783,8 @@ class Trainer:
     def _own_epoch_state(self, state: _EpochState) -> dict[str, Any]:
         """What this process alone has summed in the epoch so far, on the CPU."""
         own = {"totals": state.totals.state_dict(), "loss": self.loss.state_dict()}
-        if self._aggregation is not None:
-            own["method"] = self._aggregation.state_dict()
+        if self._diagnostics is not None:
+            own["method"] = self._diagnostics.state_dict()
         return cast(dict[str, Any], _to_cpu(own))
 
     def _gather_rng(self) -> None:
@@ -1010,8 +1039,8 @@ class Trainer:
             own = partial["per_rank"][distributed.rank()]
             totals = self._new_metrics()
             totals.load_state_dict(own["totals"])
-            if self._aggregation is not None and "method" in own:
-                self._aggregation.load_state_dict(own["method"])
+            if self._diagnostics is not None and "method" in own:
+                self._diagnostics.load_state_dict(own["method"], self.device)
             self.loss.load_state_dict(own["loss"])
             self._epoch_state = _EpochState(dict(partial["metrics"]), totals, partial["elapsed_s"])
 

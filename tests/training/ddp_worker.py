@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
-from multitask_mnist.training import Trainer, distributed
+from multitask_mnist.training import GradientConflict, Trainer, distributed
 from tests.conftest import SyntheticDigits
 
 
@@ -25,7 +25,7 @@ def main(out: Path, strategy: str) -> None:
     seed = 0
     torch.manual_seed(seed)
     trainer = Trainer(
-        presets.mnist_sum(),
+        presets.mnist_sum(fusion="expectation"),  # the sum reaches the trunk: two gradients
         loss=WeightedMultiLoss(strategy=strategy),
         epochs=3,
         batch_size=16,
@@ -33,6 +33,7 @@ def main(out: Path, strategy: str) -> None:
         progress=False,
         seed=seed,
         output_dir=out / "run",
+        callbacks=[GradientConflict(every=3)],  # the gradient probe, across processes
     )
     history = trainer.fit(AugmentedDigitDataset(SyntheticDigits(600)))
     metrics = trainer.evaluate(AugmentedDigitDataset(SyntheticDigits(101, seed=1)))

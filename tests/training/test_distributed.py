@@ -47,6 +47,7 @@ def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy:
     assert rank0["weights"] == rank1["weights"]  # DDP kept the replicas identical
     assert rank0["loss_state"] == rank1["loss_state"]  # learned loss weights too
     assert rank0["evaluate"]["digit_accuracy"] > 50  # it learned: chance is 10%
+    assert all("grad_cosine" in row for row in rank0["history"])  # the probe, on both ranks
     assert [row["epoch"] for row in rank0["history"]] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 

@@ -146,7 +146,56 @@ def test_the_step_diagnostics_match_the_gramian_of_known_gradients() -> None:
     step = GradientAggregation(make_aggregator("upgrad", 2), [w], [])
     a, b = torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0])
     step.backward([a @ w, b @ w])
-    means = step.epoch_diagnostics(["a", "b"])
+    means = step.diagnostics.epoch(["a", "b"])
     assert means["grad_cosine"] == pytest.approx(3.0 / (3.0 * 2**0.5))
     assert means["grad_norm_ratio"] == pytest.approx(3.0 / 2**0.5)
-    assert step.epoch_diagnostics(["a", "b"]) == {}  # read once, then a fresh epoch
+    assert step.diagnostics.epoch(["a", "b"]) == {}  # read once, then a fresh epoch
+
+
+def test_without_a_method_the_conflict_callback_measures_the_gradients(tmp_path: Path) -> None:
+    from multitask_mnist.training import GradientConflict
+
+    conflict = GradientConflict(every=2)
+    trainer = _trainer(
+        epochs=2,
+        output_dir=tmp_path,
+        callbacks=[conflict],
+        loss=WeightedMultiLoss({"sum": 0.5}),
+    )
+    history = trainer.fit(_data(256))
+    for row in history.epochs:  # means over the measured steps
+        assert -1.0 <= row["grad_cosine"] <= 1.0 and row["grad_norm_ratio"] >= 1.0
+        assert row["effective_weight_digit"] == pytest.approx(1.0)
+        assert row["effective_weight_sum"] == pytest.approx(0.5)  # the loss weight
+    assert [(r["epoch"], r["step"]) for r in conflict.rows] == [(1, 1), (1, 3), (2, 1), (2, 3)]
+    assert "grad_cosine" in (tmp_path / "history.csv").read_text().splitlines()[0]
+    no_conflict = _trainer(epochs=1)
+    assert "grad_cosine" not in no_conflict.fit(_data(64)).epochs[0]  # no callback: no cost
+
+
+def test_the_probe_sees_the_jacobian_a_gradient_method_sees() -> None:
+    """On the same model and batch, the probe (method none) and upgrad measure the same."""
+    from multitask_mnist.data import as_fields
+    from multitask_mnist.methods import GradientProbe, split_parameters
+    from multitask_mnist.training import TrainingTask
+
+    torch.manual_seed(0)
+    task = TrainingTask(presets.mnist_sum(fusion="expectation"), WeightedMultiLoss())
+    batch = as_fields(_data(32).get_batch(torch.arange(32)))
+    with pytest.raises(TypeError, match=r"^Expected the batch as a mapping of named tensors"):
+        task(_data(32).get_batch(torch.arange(32)))  # type: ignore[arg-type]
+    shared, specific = split_parameters(task.model, task.loss)
+    probe = GradientProbe(shared)
+    _, loss = task(batch)
+    probe.measure(list(loss.parts.values()), loss.total)
+    from multitask_mnist.methods import GradientAggregation, make_aggregator
+
+    step = GradientAggregation(make_aggregator("upgrad", 2), shared, specific)
+    _, loss = task(batch)
+    step.backward(list(loss.parts.values()))
+    assert probe.diagnostics.last_gramian is not None
+    assert torch.allclose(probe.diagnostics.last_gramian, step.diagnostics.last_gramian, rtol=1e-5)
+    names = ["digit", "sum"]
+    ours, theirs = probe.diagnostics.step(names), step.diagnostics.step(names)
+    assert ours["grad_cosine"] == pytest.approx(theirs["grad_cosine"], rel=1e-5)
+    assert ours["effective_weight_digit"] == ours["effective_weight_sum"] == 1.0

@@ -1,4 +1,4 @@
-"""Per-step gradient diagnostics of a gradient method, as a callback."""
+"""Per-step gradient diagnostics, as a callback."""
 
 from __future__ import annotations
 
@@ -30,8 +30,13 @@ class GradientConflict(Callback):
     per-epoch means are in every run's history without this callback; it is for users
     who want each step. Reading the values waits for each recorded step to finish.
 
-    Needs a gradient method (``Trainer(method=...)``); with ``"none"`` there are no
-    per-task gradients and it records nothing.
+    With a gradient method (``Trainer(method=...)``) the values come from the Jacobian
+    the method computes anyway. With ``"none"`` the Trainer measures the task
+    gradients on the recorded steps only (a
+    :class:`~multitask_mnist.methods.GradientProbe`: one extra backward pass per task
+    through the shared blocks), and the epoch means in the history are over those
+    steps; an effective weight is then the derivative of the total loss with respect
+    to the task's loss (its fixed weight, or the step's weight of another strategy).
 
     Args:
         every: Record one step in this many.
