@@ -26,7 +26,9 @@ from multitask_mnist.models import (
     MultiLeNetEncoder,
     MultiLeNetHead,
     MultiTaskNet,
+    PerImage,
     PresetRecord,
+    SumOfNumbers,
     digit_sum_net,
 )
 from multitask_mnist.models import ScalarFusionHead as _Head
@@ -38,6 +40,7 @@ __all__ = [
     "describe",
     "from_checkpoint",
     "get",
+    "mnist_addition",
     "mnist_sum",
     "mnist_sum_bn",
     "multi_mnist_lenet",
@@ -414,4 +417,49 @@ def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
             },
         },
         [Input("image", MultiLeNetEncoder.input_shape)],
+    )
+
+
+@register("mnist_addition")
+def mnist_addition(*, digits: int = 1, **pinned: Any) -> MultiTaskNet:
+    """MNIST-addition: the documented trunk reads every digit, an exact head adds them.
+
+    Input ``images`` ``(2 N, 1, 28, 28)``: the digits of two ``N``-digit numbers, as
+    :class:`~multitask_mnist.data.MNISTAddition` gives them. Block ``digits`` applies
+    the documented trunk (:data:`MNIST_SUM_LAYERS`, the same weights) to each image;
+    block ``sum`` (:class:`~multitask_mnist.models.SumOfNumbers`) turns the ``2 N``
+    digit distributions into the exact log-distribution of the sum, the logits of the
+    multiclass task ``sum`` (``2 (10 ** N - 1) + 1`` classes), whose cross-entropy is
+    the sum's negative log-likelihood. There is no digit task: the digits are latent
+    and learned from the sums; ``net.get_submodule("digits.classifier")`` is the digit
+    classifier, to evaluate on its own.
+
+    Args:
+        digits: Digits per number, ``N`` (1 or more).
+        **pinned: ``base=10`` is accepted only with this value.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: ``digits`` below 1, or a pinned argument with another value.
+        TypeError: ``digits`` not an int, or an argument the preset does not take.
+
+    Example:
+        >>> net = mnist_addition(digits=2)
+        >>> net.task_names, net.tasks[0].num_classes, net.num_parameters()
+        (('sum',), 199, 100410)
+    """
+    _pin("mnist_addition", pinned, base=10)
+    if isinstance(digits, bool) or not isinstance(digits, int):
+        raise TypeError(f"Expected argument `digits` to be an int, got {digits!r}")
+    if digits < 1:
+        raise ValueError(f"Expected argument `digits` to be >= 1, got {digits}")
+    head = SumOfNumbers(operands=2, digits=digits)
+    return MultiTaskNet(
+        {
+            "digits": Block(PerImage(ConvTrunk(MNIST_SUM_LAYERS)), ["images"]),
+            "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
+        },
+        [Input("images", (2 * digits, 1, 28, 28))],
     )

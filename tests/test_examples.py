@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import SyntheticDigits
@@ -175,3 +176,22 @@ def test_the_multi_mnist_example_takes_a_method_and_task_weights(
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["method"] == "pcgrad"
     bad = _run_example("train_multi_mnist.py", "--loss-weights", "left")
     assert bad.returncode == 2 and "expected TASK=WEIGHT, got 'left'" in bad.stderr
+
+
+def test_mnist_addition_learns_the_digits_from_sums_alone(mnist_root: Path, tmp_path: Path) -> None:
+    flags = ["--epochs", "1", "--limit", "3000", "--no-progress", "--output-dir", str(tmp_path)]
+    result = _run_example("train_mnist_addition.py", *flags)
+    assert result.returncode == 0, result.stderr
+    match = re.search(
+        r"^MNIST-addition \(N=1\): test sum accuracy ([\d.]+)% on 5,000 sums; digit accuracy "
+        r"([\d.]+)% on 10,000 MNIST test images",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert match, result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_sum_accuracy"] == pytest.approx(float(match.group(1)), abs=0.01)
+    assert metrics["test_digit_accuracy"] == pytest.approx(float(match.group(2)), abs=0.01)
+    # 3,000 sums, no digit label: the classifier reads digits far above chance (10%)
+    assert metrics["test_digit_accuracy"] > 50 and metrics["test_sum_accuracy"] > 30
+    assert metrics["config"]["digits"] == 1

@@ -1,6 +1,7 @@
 """Data: loading MNIST, the datasets built from it, and what a sample is (named fields)."""
 
 from multitask_mnist.data._idx import DataFileError
+from multitask_mnist.data.addition import AdditionSample, MNISTAddition
 from multitask_mnist.data.augmented import AugmentedDigitDataset, DigitSample
 from multitask_mnist.data.fields import WithFields, as_fields
 from multitask_mnist.data.image import MNIST_MEAN, MNIST_STD, image_to_tensor, normalize
@@ -11,9 +12,11 @@ __all__ = [
     "DATA_ENV_VAR",
     "MNIST_MEAN",
     "MNIST_STD",
+    "AdditionSample",
     "AugmentedDigitDataset",
     "DataFileError",
     "DigitSample",
+    "MNISTAddition",
     "MultiMNIST",
     "MultiMNISTSample",
     "WithFields",

@@ -150,6 +150,12 @@ def last_shared_layer(model: MultiTaskNet) -> list[Tensor]:
     last shared block (:meth:`~multitask_mnist.models.MultiTaskNet.block_tasks`):
     ``conv6``, the layer that makes the digit logits, for the documented network.
 
+    Args:
+        model: The network.
+
+    Returns:
+        The layer's parameters (weight, then bias).
+
     Raises:
         ValueError: The model has no shared block with trainable parameters.
 

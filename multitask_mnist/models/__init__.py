@@ -1,6 +1,8 @@
 """Model pieces: the multi-task network of named blocks, the convolutional trunk and
-the fusion head, and the digit + sum composition of the two."""
+the fusion head, and the digit + sum composition of the two; the per-image classifier
+and exact sum head of MNIST-addition."""
 
+from multitask_mnist.models.addition import PerImage, SumOfNumbers, convolve_log
 from multitask_mnist.models.digit_sum import digit_sum_net
 from multitask_mnist.models.head import (
     EXACT_SLACK,
@@ -29,7 +31,10 @@ __all__ = [
     "MultiLeNetEncoder",
     "MultiLeNetHead",
     "MultiTaskNet",
+    "PerImage",
     "PresetRecord",
     "ScalarFusionHead",
+    "SumOfNumbers",
+    "convolve_log",
     "digit_sum_net",
 ]

@@ -20,6 +20,7 @@ from multitask_mnist.training.callbacks import (
     ProgressBar,
     RunFiles,
     default_callbacks,
+    update_metrics_file,
 )
 from multitask_mnist.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -77,5 +78,6 @@ __all__ = [
     "prepare_output_dir",
     "save_checkpoint",
     "seed_everything",
+    "update_metrics_file",
     "write_text_atomic",
 ]

@@ -15,7 +15,7 @@ from multitask_mnist.training.callbacks.model_checkpoint import (
     ModelCheckpoint,
 )
 from multitask_mnist.training.callbacks.progress import ProgressBar
-from multitask_mnist.training.callbacks.run_files import RunFiles
+from multitask_mnist.training.callbacks.run_files import RunFiles, update_metrics_file
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -28,6 +28,7 @@ __all__ = [
     "ProgressBar",
     "RunFiles",
     "default_callbacks",
+    "update_metrics_file",
 ]
 
 

@@ -23,6 +23,13 @@ __all__ = ["RunFiles", "update_metrics_file"]
 def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
     """Merge ``entries`` into ``folder/metrics.json``, written atomically.
 
+    For numbers a run measures beyond the Trainer's (a latent classifier's accuracy,
+    say); under torchrun, call it from one process.
+
+    Args:
+        folder: The run's output folder.
+        entries: JSON-serializable values by key; they replace keys of the same name.
+
     Example:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
