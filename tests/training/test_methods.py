@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
+from multitask_mnist.methods import METHODS
 from multitask_mnist.training import Callback, Trainer
 from tests.conftest import SyntheticDigits
 from tests.training.test_trainer import (
@@ -52,6 +53,18 @@ def test_a_gradient_method_trains_under_bf16_with_float32_gradients(method: str)
     assert metrics["digit_accuracy"] > 90 and metrics["sum_accuracy"] > 90  # chance: 10%
     assert dtypes.dtypes == {torch.float32}
     assert trainer.config["method"] == method
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "none"])
+def test_every_method_steps_under_bf16_with_float32_gradients(method: str) -> None:
+    dtypes = GradientDtypes()
+    trainer = _trainer(method=method, precision="bf16", epochs=1, callbacks=[dtypes])
+    start = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit(_data(128))
+    assert dtypes.dtypes == {torch.float32}
+    after = list(trainer.model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(start, after, strict=True))
 
 
 def test_a_method_with_argmax_fusion_is_refused_naming_the_block() -> None:
