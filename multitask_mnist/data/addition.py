@@ -99,7 +99,7 @@ class MNISTAddition(Dataset[AdditionSample]):
 
     @property
     def num_classes(self) -> int:
-        """How many sums are possible: ``0 .. 2 (10 ** N - 1)``."""
+        """The number of possible sums, ``2 (10 ** N - 1) + 1`` (0 to twice the largest)."""
         return 2 * (int(10**self.digits) - 1) + 1
 
     def __len__(self) -> int:

@@ -36,6 +36,7 @@ class PerImage(nn.Module):
         self.classifier = classifier
 
     def forward(self, images: Tensor) -> Tensor:
+        """``(B, I, C, H, W)`` images -> ``(B, I, K)``: the classifier on each."""
         batch, count = images.shape[:2]
         out: Tensor = self.classifier(images.flatten(0, 1))
         return out.reshape(batch, count, *out.shape[1:])
@@ -111,6 +112,12 @@ class SumOfNumbers(nn.Module):
         self.num_classes = operands * (int(base**digits) - 1) + 1
 
     def forward(self, logits: Tensor) -> Tensor:
+        """``(B, operands * digits, base)`` digit logits -> ``(B, num_classes)`` log-probabilities
+        of the sum.
+
+        Raises:
+            ValueError: ``logits`` of another shape.
+        """
         expected = (self.operands * self.digits, self.base)
         if tuple(logits.shape[1:]) != expected:
             raise ValueError(
