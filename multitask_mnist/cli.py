@@ -457,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example:
         >>> main(["presets"])  # doctest: +ELLIPSIS
-        mnist_sum  The documented network: ...
+        mnist_addition ...
+        mnist_sum          The documented network: ...
         0
     """
     args = build_parser().parse_args(argv)

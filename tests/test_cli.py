@@ -141,7 +141,11 @@ def test_presets_lists_the_documented_network() -> None:
         ),
         (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
         (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),
-        (["train", "--preset", "vgg"], 1, "Unknown preset 'vgg'; known presets: mnist_sum"),
+        (
+            ["train", "--preset", "vgg"],
+            1,
+            "Unknown preset 'vgg'; known presets: mnist_addition, mnist_sum",
+        ),
         (
             ["train", "--preset", "multi_mnist_lenet"],
             1,
