@@ -171,15 +171,5 @@ class GradientProbe:
             for jac, grad in zip(jacobians, grads, strict=True):
                 if grad is not None:
                     jac[i] = grad.float()
-        world = distributed.world_size()
-        if world > 1:
-            flat = torch.cat([jac.reshape(-1) for jac in jacobians])
-            distributed.all_reduce_sum(flat)
-            flat /= world
-            offset = 0
-            for jac in jacobians:
-                jac.copy_(flat[offset : offset + jac.numel()].view_as(jac))
-                offset += jac.numel()
-            distributed.all_reduce_sum(effective)
-            effective /= world
+        distributed.all_reduce_mean([*jacobians, effective])  # the same on every process
         self.diagnostics.record(gramian(jacobians), effective)

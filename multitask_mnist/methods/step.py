@@ -137,21 +137,14 @@ class GradientAggregation:
     def _average_over_processes(self) -> None:
         from multitask_mnist.training import distributed  # methods know no Trainer
 
-        world = distributed.world_size()
-        if world == 1:
+        if distributed.world_size() == 1:
             return
         parts: list[Tensor] = [p.jac for p in self.shared]  # type: ignore[attr-defined]
         for p in self.specific:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             parts.append(p.grad)
-        flat = torch.cat([part.reshape(-1) for part in parts])
-        distributed.all_reduce_sum(flat)
-        flat /= world
-        offset = 0
-        for part in parts:
-            part.copy_(flat[offset : offset + part.numel()].view_as(part))
-            offset += part.numel()
+        distributed.all_reduce_mean(parts)
 
 
 _NASH_MTL_ARRAYS = ("prvs_alpha", "normalization_factor", "init_gtg")

@@ -11,6 +11,7 @@ write files. Outside torchrun nothing here does anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -151,6 +152,21 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized():
         dist.all_reduce(tensor)
     return tensor
+
+
+def all_reduce_mean(tensors: Sequence[torch.Tensor]) -> None:
+    """Average ``tensors`` over all processes in place, in one all-reduce of their
+    concatenation (a no-op on one process)."""
+    world = world_size()
+    if world == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    all_reduce_sum(flat)
+    flat /= world
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
 
 
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
