@@ -16,6 +16,10 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 #: ``(C, H, W)`` of one network input.
 IMAGE_SHAPE = (1, 28, 28)
+#: MNIST's digits fit a box of this many pixels, centred by mass in the 28x28 image.
+_DIGIT_BOX = 20
+#: Gray levels above this count as ink when a picture is cropped to its digit.
+_INK_LEVEL = 32
 
 
 def normalize(pixels: Tensor) -> Tensor:
@@ -38,12 +42,40 @@ def normalize(pixels: Tensor) -> Tensor:
 
 
 def _fit_picture(picture: Image.Image) -> Image.Image:
-    """Any picture to 28x28 grayscale, light digit on dark ground, as in MNIST."""
+    """Any picture to 28x28 grayscale, light digit on dark ground, as in MNIST.
+
+    Transparent pixels count as white paper. A picture of another size is cropped to its
+    ink, scaled to fit 20x20 pixels and placed by its centre of mass, as MNIST
+    made its images from the NIST scans; a blank one is only resized.
+    """
+    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     gray = picture.convert("L")
-    if gray.size != IMAGE_SHAPE[1:]:
-        gray = gray.resize(IMAGE_SHAPE[1:], Image.Resampling.LANCZOS)
-    light_paper = ImageStat.Stat(gray).mean[0] > 127  # dark ink on light paper
-    return ImageOps.invert(gray) if light_paper else gray
+    if ImageStat.Stat(gray).mean[0] > 127:  # dark ink on light paper
+        gray = ImageOps.invert(gray)
+    if gray.size == IMAGE_SHAPE[1:]:
+        return gray
+    ink = gray.point(lambda value: 255 if value > _INK_LEVEL else 0).getbbox()
+    if ink is None:
+        return gray.resize(IMAGE_SHAPE[1:], Image.Resampling.LANCZOS)
+    digit = gray.crop(ink)
+    scale = _DIGIT_BOX / max(digit.size)
+    width, height = (max(1, round(side * scale)) for side in digit.size)
+    digit = digit.resize((width, height), Image.Resampling.LANCZOS)
+    mass = pil_to_tensor(digit)[0].to(torch.float64)
+    total = float(mass.sum())
+    if total == 0.0:
+        centre_x, centre_y = width / 2, height / 2
+    else:  # pixel i covers [i, i + 1): its centre is i + 0.5
+        centre_x = float((mass.sum(0) * (torch.arange(width) + 0.5)).sum()) / total
+        centre_y = float((mass.sum(1) * (torch.arange(height) + 0.5)).sum()) / total
+    size = IMAGE_SHAPE[1]
+    left = min(max(round(size / 2 - centre_x), 0), size - width)
+    top = min(max(round(size / 2 - centre_y), 0), size - height)
+    canvas = Image.new("L", IMAGE_SHAPE[1:], 0)
+    canvas.paste(digit, (left, top))
+    return canvas
 
 
 def image_to_tensor(image: Any, *, fit: bool = False) -> Tensor:
@@ -52,9 +84,11 @@ def image_to_tensor(image: Any, *, fit: bool = False) -> Tensor:
     Args:
         image: A PIL image, or a tensor or array of uint8 (0-255) or float (0-1)
             pixels shaped ``(28, 28)`` or ``(1, 28, 28)``.
-        fit: For PIL images of any size and mode: convert to grayscale, resize to
-            28x28, and invert dark-on-light pictures so the digit is light on dark,
-            as in MNIST.
+        fit: For PIL images of any size and mode: convert to grayscale (transparent
+            pixels as white paper), invert dark-on-light pictures so the digit is light
+            on dark, and, for a picture other than 28x28, crop it to its ink, scale that
+            to fit a 20x20 box and centre it by mass in 28x28, as MNIST's images were
+            made.
 
     Returns:
         ``(1, 28, 28)`` float32.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from multitask_mnist._extras import MissingExtraError
 from multitask_mnist._validation import check_choice, check_int
 
 __all__ = ["METHODS", "SOLVER_METHODS", "MissingExtraError", "make_aggregator"]
@@ -26,17 +27,6 @@ METHODS: tuple[str, ...] = (
 #: The methods whose solvers need packages of the ``solvers`` extra
 #: (``pip install multitask-mnist[solvers]``).
 SOLVER_METHODS: tuple[str, ...] = ("upgrad", "dualproj", "cagrad", "nash_mtl")
-
-
-class MissingExtraError(ImportError):
-    """A method needs packages of an optional extra that are not installed.
-
-    Example:
-        >>> raise MissingExtraError("method 'cagrad' needs: pip install multitask-mnist[solvers]")
-        Traceback (most recent call last):
-        ...
-        multitask_mnist.methods.aggregation.MissingExtraError: method 'cagrad' needs: ...
-    """
 
 
 def _factories() -> dict[str, Callable[[int], Any]]:
