@@ -24,7 +24,9 @@ from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist
 from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
 from multitask_mnist.data import DATA_ENV_VAR
 from multitask_mnist.training import (
+    Callback,
     GradientConflict,
+    TensorBoard,
     Trainer,
     TrainingInterrupted,
     distributed,
@@ -48,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     test = mnist_test_split(args.data_dir, download)  # the same 10,000 pairs every run
 
     # The documented network, and the loss: cross-entropy plus MSE, equal weights.
+    # Beside the default callbacks (progress, epoch log, checkpoints, run files):
+    callbacks: list[Callback] = []
+    if args.gradient_conflict is not None:  # the tasks' gradient cosine every N steps
+        callbacks.append(GradientConflict(args.gradient_conflict))
+    if args.tensorboard:  # event files under OUTPUT_DIR/tensorboard
+        callbacks.append(TensorBoard())
+
     torch.manual_seed(args.seed)
     model = presets.mnist_sum(**({} if args.fusion is None else {"fusion": args.fusion}))
     trainer = Trainer(
@@ -57,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
         ),
         method=args.method,  # "none", or a gradient method such as "upgrad"
-        # --gradient-conflict N: the tasks' gradient cosine and norms every N steps
-        callbacks=[GradientConflict(args.gradient_conflict)]
-        if args.gradient_conflict is not None
-        else [],
+        callbacks=callbacks,
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -1,4 +1,4 @@
-"""The ``multitask-mnist`` command line: train, evaluate, predict, presets.
+"""The ``multitask-mnist`` command line: train, evaluate, predict, demo, export, presets.
 
 Every failure the user can cause (a bad flag, a missing file, an unreadable
 checkpoint, a diverging run) ends in one line on stderr and a non-zero exit.
@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Subset
 
 from multitask_mnist import presets
+from multitask_mnist._extras import MissingExtraError
 from multitask_mnist._validation import check_int
 from multitask_mnist.data import (
     DATA_ENV_VAR,
@@ -33,10 +34,12 @@ from multitask_mnist.methods import METHODS
 from multitask_mnist.models import FUSION_MODES, MultiTaskNet
 from multitask_mnist.training import (
     PRECISIONS,
+    Callback,
     CheckpointError,
     GradientConflict,
     NonFiniteLossError,
     OutputDirLockedError,
+    TensorBoard,
     Trainer,
     TrainingInterrupted,
     distributed,
@@ -50,6 +53,7 @@ __all__ = [
     "mnist_test_split",
     "print_test_result",
     "run_train",
+    "train_callbacks",
 ]
 
 logger = logging.getLogger("multitask_mnist")
@@ -59,7 +63,12 @@ TEST_SEED = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
+#: The formats of ``multitask-mnist export`` (as :data:`multitask_mnist.export.EXPORT_FORMATS`,
+#: without importing the exporter at start-up).
+EXPORT_FORMATS = ("onnx", "safetensors")
+
 _USER_ERRORS = (
+    MissingExtraError,
     ValueError,
     TypeError,
     FileNotFoundError,
@@ -183,6 +192,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "a gradient method, each recorded step costs one extra backward pass per task",
     )
     parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log metrics, learning rate, task weights and the test confusion matrix for "
+        "TensorBoard under OUTPUT_DIR/tensorboard (needs the tensorboard extra)",
+    )
+    parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=defaults["precision"],
@@ -226,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``.
 
     Returns:
-        A parser with the subcommands ``train``, ``evaluate``, ``predict`` and ``presets``.
+        A parser with the subcommands ``train``, ``evaluate``, ``predict``, ``demo``,
+        ``export`` and ``presets``.
 
     Example:
         >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
@@ -253,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
     predict.add_argument("number", type=int, help="the number to add, 0-9")
     _add_device(predict)
+
+    demo = commands.add_parser("demo", help="a web page: draw a digit, see the predictions")
+    demo.add_argument("--checkpoint", type=Path, required=True, help="*.pt or *.safetensors")
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: local)")
+    demo.add_argument("--port", type=int, default=7860, help="port to serve on")
+
+    export = commands.add_parser("export", help="write a checkpoint as ONNX or safetensors")
+    export.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    export.add_argument("--output", type=Path, required=True, help="the file to write")
 
     commands.add_parser("presets", help="list the presets")
     return parser
@@ -326,9 +352,7 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
             dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
         ),
         method=args.method,
-        callbacks=[GradientConflict(args.gradient_conflict)]
-        if args.gradient_conflict is not None
-        else [],
+        callbacks=train_callbacks(args),
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -351,6 +375,30 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         print("Finished Training")
         print_test_result(metrics, len(test_data))
     return 0
+
+
+def train_callbacks(args: argparse.Namespace) -> list[Callback]:
+    """The callbacks the flags of :func:`add_train_arguments` ask for, beside the defaults:
+    :class:`~multitask_mnist.training.GradientConflict` for ``--gradient-conflict`` and
+    :class:`~multitask_mnist.training.TensorBoard` for ``--tensorboard``.
+
+    Args:
+        args: Flags from :func:`add_train_arguments`.
+
+    Returns:
+        The extra callbacks, possibly none.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
+        >>> [c.name for c in train_callbacks(parser.parse_args(["--tensorboard"]))]
+        ['tensorboard']
+    """
+    callbacks: list[Callback] = []
+    if args.gradient_conflict is not None:
+        callbacks.append(GradientConflict(args.gradient_conflict))
+    if args.tensorboard:
+        callbacks.append(TensorBoard())
+    return callbacks
 
 
 def _digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
@@ -423,6 +471,27 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from multitask_mnist.demo import check_demo_model, launch_demo
+
+    check_int("port", args.port, minimum=0)
+    model = presets.from_checkpoint(args.checkpoint)
+    check_demo_model(model)
+    launch_demo(model, host=args.host, port=args.port)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from multitask_mnist.export import export_model
+
+    model = presets.from_checkpoint(args.checkpoint)
+    if not args.output.parent.is_dir():
+        raise FileNotFoundError(f"Output folder not found: {args.output.parent}")
+    path = export_model(model, args.output, format=args.format)
+    print(f"wrote {path} ({args.format}, preset {model.preset['name'] if model.preset else '?'})")
+    return 0
+
+
 def run_presets(_: argparse.Namespace) -> int:
     width = max(len(name) for name in presets.names())
     for name in presets.names():
@@ -467,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": lambda a: run_train(a, a.preset),
         "evaluate": run_evaluate,
         "predict": run_predict,
+        "demo": run_demo,
+        "export": run_export,
         "presets": run_presets,
     }
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import torch
@@ -181,8 +182,12 @@ def from_checkpoint(
 ) -> MultiTaskNet:
     """Build the preset a checkpoint was trained from and load its weights.
 
+    A ``.safetensors`` file written by :func:`multitask_mnist.export.save_safetensors`
+    works too (it needs the ``export`` extra).
+
     Args:
-        path: A checkpoint written by the Trainer from a network a preset built.
+        path: A checkpoint written by the Trainer from a network a preset built, or a
+            ``.safetensors`` file.
         map_location: Where to put the weights.
 
     Returns:
@@ -205,6 +210,10 @@ def from_checkpoint(
         load_model_state,
     )
 
+    if Path(path).suffix == ".safetensors":
+        from multitask_mnist.export import load_safetensors
+
+        return load_safetensors(path, map_location=map_location)
     state = load_checkpoint(path, map_location=map_location)
     record = state.get("preset")
     if record is None and state["format"] == 1:  # format 1 kept it in the config

@@ -19,6 +19,7 @@ from multitask_mnist.training.callbacks import (
     ModelCheckpoint,
     ProgressBar,
     RunFiles,
+    TensorBoard,
     default_callbacks,
     update_metrics_file,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "Prediction",
     "ProgressBar",
     "RunFiles",
+    "TensorBoard",
     "Trainer",
     "TrainingInterrupted",
     "TrainingState",

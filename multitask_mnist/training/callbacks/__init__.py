@@ -16,6 +16,7 @@ from multitask_mnist.training.callbacks.model_checkpoint import (
 )
 from multitask_mnist.training.callbacks.progress import ProgressBar
 from multitask_mnist.training.callbacks.run_files import RunFiles, update_metrics_file
+from multitask_mnist.training.callbacks.tensorboard import TensorBoard
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -27,6 +28,7 @@ __all__ = [
     "ModelCheckpoint",
     "ProgressBar",
     "RunFiles",
+    "TensorBoard",
     "default_callbacks",
     "update_metrics_file",
 ]

@@ -1,0 +1,205 @@
+"""ONNX and safetensors export: the exported network answers as the PyTorch one does."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from multitask_mnist import presets
+from multitask_mnist.cli import EXPORT_FORMATS as CLI_FORMATS
+from multitask_mnist.cli import mnist_test_split
+from multitask_mnist.export import (
+    EXPORT_FORMATS,
+    ONNX_OPSET,
+    export_model,
+    export_onnx,
+    load_safetensors,
+    save_safetensors,
+)
+from multitask_mnist.training import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "multitask_mnist", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+        timeout=300,
+    )
+
+
+def test_the_command_line_offers_the_exporters_formats() -> None:
+    assert CLI_FORMATS == EXPORT_FORMATS == ("onnx", "safetensors")
+
+
+def test_onnx_answers_as_pytorch_on_the_10000_test_images(
+    trained_checkpoint: Path, mnist_test: MNIST, mnist_root: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "net.onnx"
+    result = _cli(
+        "export", "--checkpoint", str(trained_checkpoint), "--format", "onnx", "--output", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"wrote {path} (onnx, preset mnist_sum)\n"
+
+    graph = onnx.load(str(path))
+    assert graph.opset_import[0].version == ONNX_OPSET
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert inputs == {"image": ["batch", 1, 28, 28], "number": ["batch"]}
+    assert [o.name for o in session.get_outputs()] == ["digit", "sum"]
+
+    test = mnist_test_split(mnist_root)
+    images = torch.stack([test[i].image for i in range(len(test))])
+    numbers, digits = test.numbers, mnist_test.targets
+    digit_onnx, sum_onnx = session.run(None, {"image": images.numpy(), "number": numbers.numpy()})
+    model = presets.from_checkpoint(trained_checkpoint)
+    with torch.inference_mode():
+        out = model(images, numbers)
+    assert digit_onnx.shape == (10_000, 10) and sum_onnx.shape == (10_000,)
+    digit_torch, sum_torch = out["digit"].argmax(1), out["sum"]
+    assert torch.equal(torch.from_numpy(digit_onnx).argmax(1), digit_torch)
+    assert (torch.from_numpy(sum_onnx) - sum_torch).abs().max() <= 1e-3
+    accuracy_onnx = (torch.from_numpy(digit_onnx).argmax(1) == digits).float().mean()
+    accuracy_torch = (digit_torch == digits).float().mean()
+    assert accuracy_onnx == accuracy_torch > 0.9  # the same, and a trained network's
+    sums_onnx = torch.from_numpy(sum_onnx).round().long() == digits + numbers
+    assert sums_onnx.float().mean() == (sum_torch.round().long() == digits + numbers).float().mean()
+
+
+def test_onnx_batch_dimension_is_dynamic(tmp_path: Path) -> None:
+    model = presets.mnist_sum(fusion="expectation").eval()
+    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "net.onnx")))
+    for batch in (1, 3, 64):
+        image, number = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+        digit, total = session.run(None, {"image": image.numpy(), "number": number.numpy()})
+        with torch.inference_mode():
+            expected = model(image, number)
+        assert torch.allclose(torch.from_numpy(digit), expected["digit"], atol=1e-5)
+        assert torch.allclose(torch.from_numpy(total), expected["sum"], atol=1e-4)
+
+
+def test_onnx_export_of_another_preset_names_its_inputs_and_tasks(tmp_path: Path) -> None:
+    path = export_onnx(presets.multi_mnist_lenet(), tmp_path / "multi.onnx")
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["left", "right"]
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    model = presets.mnist_sum().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, tmp_path / "net.onnx")
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_safetensors_round_trip_rebuilds_the_network_from_the_file_alone(
+    trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "net.safetensors"
+    result = _cli(
+        "export",
+        "--checkpoint",
+        str(trained_checkpoint),
+        "--format",
+        "safetensors",
+        "--output",
+        str(path),
+    )
+    assert result.returncode == 0, result.stderr
+    # No pickles: an 8-byte header length, then a JSON header naming the preset.
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    assert header["__metadata__"]["preset"] == "mnist_sum"
+    assert json.loads(header["__metadata__"]["preset_kwargs"]) == {}
+    original = presets.from_checkpoint(trained_checkpoint)
+    rebuilt = presets.from_checkpoint(path)  # the same entry point as for checkpoints
+    assert rebuilt.preset == original.preset and not rebuilt.training
+    assert original.state_dict().keys() == rebuilt.state_dict().keys()
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, rebuilt.state_dict()[key]), key
+    image, number = torch.randn(4, 1, 28, 28), torch.tensor([0, 3, 7, 9])
+    with torch.inference_mode():
+        assert torch.equal(original(image, number)["sum"], rebuilt(image, number)["sum"])
+
+
+def test_safetensors_keeps_the_presets_arguments(tmp_path: Path) -> None:
+    model = presets.mnist_sum(fusion="expectation")
+    rebuilt = load_safetensors(save_safetensors(model, tmp_path / "net.safetensors"))
+    assert rebuilt.preset == {"name": "mnist_sum", "kwargs": {"fusion": "expectation"}}
+
+
+def test_safetensors_without_our_metadata_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="does not say which preset built its network"):
+        presets.from_checkpoint(path)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
+        load_safetensors(tmp_path / "junk.safetensors")
+
+
+def test_safetensors_needs_a_preset_built_network(tmp_path: Path) -> None:
+    model = presets.mnist_sum()
+    model.preset = None
+    with pytest.raises(ValueError, match=r"^Expected a network built by a preset"):
+        save_safetensors(model, tmp_path / "net.safetensors")
+
+
+def test_export_model_checks_the_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^Expected argument `format` to be one of 'onnx'"):
+        export_model(presets.mnist_sum(), tmp_path / "x", format="pickle")
+
+
+def test_export_command_errors_are_one_line(tmp_path: Path) -> None:
+    missing = _cli(
+        "export", "--checkpoint", str(tmp_path / "no.pt"), "--format", "onnx", "--output", "x"
+    )
+    assert missing.returncode == 1
+    error = "multitask-mnist export: error:"
+    assert missing.stderr == f"{error} Checkpoint not found: {tmp_path}/no.pt\n"
+    save_safetensors(presets.mnist_sum(), tmp_path / "w.safetensors")
+    folder = _cli(
+        "export",
+        "--checkpoint",
+        str(tmp_path / "w.safetensors"),
+        "--format",
+        "onnx",
+        "--output",
+        str(tmp_path / "no" / "net.onnx"),
+    )
+    assert folder.returncode == 1
+    assert folder.stderr == f"{error} Output folder not found: {tmp_path}/no\n"
+    bad = _cli("export", "--checkpoint", "x.pt", "--format", "pickle", "--output", "x")
+    assert bad.returncode == 2 and "invalid choice: 'pickle'" in bad.stderr
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
+    save_safetensors(presets.mnist_sum(), tmp_path / "w.safetensors")
+    code = (
+        "import sys; sys.modules['onnxscript'] = None; from multitask_mnist.cli import main; "
+        f"sys.exit(main(['export', '--checkpoint', {str(tmp_path / 'w.safetensors')!r}, "
+        f"'--format', 'onnx', '--output', {str(tmp_path / 'n.onnx')!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("multitask-mnist export: error: ONNX export needs onnxscript")
+    assert result.stderr.endswith("install it with: pip install 'multitask-mnist[export]'\n")
+    assert result.stderr.count("\n") == 1
