@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from multitask_mnist.training.history import History
 
-__all__ = ["save_confusion", "save_curves"]
+__all__ = ["save_confusion", "save_curves", "smooth"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,45 @@ def _new_figure(size: tuple[float, float]) -> Any:
     return Figure(figsize=size)
 
 
-def save_curves(history: History, folder: Path) -> list[Path]:
-    """Write ``loss.png`` and ``accuracy.png`` of the train (and validation) metrics:
-    the total loss, and every task's accuracy."""
+def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
+    """The exponential moving average of ``values``, debiased so it starts at the first.
+
+    ``weight`` is that of the newest value; ``None`` scales it to the run, about 20
+    values' worth of memory, between 0.01 and 0.3.
+
+    Example:
+        >>> [round(v, 3) for v in smooth([1.0, 1.0, 4.0], weight=0.5)]
+        [1.0, 1.0, 2.714]
+    """
+    if weight is None:
+        weight = min(max(20 / max(len(values), 1), 0.01), 0.3)
+    smoothed, average, total = [], 0.0, 0.0
+    for value in values:
+        average = (1 - weight) * average + weight * value
+        total = (1 - weight) * total + weight
+        smoothed.append(average / total)
+    return smoothed
+
+
+def save_curves(
+    history: History,
+    folder: Path,
+    steps: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> list[Path]:
+    """Write ``loss.png`` (each step's training loss, faint, and its smoothed curve,
+    with each epoch's train and validation loss), ``accuracy.png`` (every task's
+    accuracy per epoch) and, with gradient diagnostics, ``gradients.png``; the epoch
+    axis has whole-number ticks.
+
+    Args:
+        history: The run's history.
+        folder: Where to write.
+        steps: Each step's position in epochs and its loss (from
+            :class:`~multitask_mnist.training.RunFiles`), or ``None``.
+
+    Returns:
+        The files written; none without matplotlib.
+    """
     if not history.epochs:
         return []
     epochs = history.metric("epoch")
@@ -54,10 +91,17 @@ def save_curves(history: History, folder: Path) -> list[Path]:
         if fig is None:
             break
         ax = fig.subplots()
-        for key in keys:
+        if name == "loss.png" and steps is not None and len(steps[1]):
+            positions, losses = steps
+            ax.plot(positions, losses, color="C0", alpha=0.25, linewidth=0.8)
+            ax.plot(positions, smooth(losses), color="C0", label="train_loss (each step)")
+        for i, key in enumerate(keys, start=1):
             values = history.metric(key)
             if values:
-                ax.plot(epochs[-len(values) :], values, marker="o", label=key)
+                x = epochs[-len(values) :]
+                ax.plot(x, values, marker="o", linestyle="--", color=f"C{i}", label=key)
+        ax.set_xlim(0, max(epochs) * 1.03)  # from the start: one epoch still spans an axis
+        ax.xaxis.set_major_locator(_whole_numbers())
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -66,6 +110,12 @@ def save_curves(history: History, folder: Path) -> list[Path]:
         fig.savefig(folder / name, dpi=100)
         written.append(folder / name)
     return written
+
+
+def _whole_numbers() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def save_confusion(confusion: Tensor, path: Path, task: str = "digit") -> Path | None:

@@ -125,3 +125,42 @@ def test_early_stopping_resumed_equals_the_uninterrupted_run(tmp_path: Path) -> 
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     strip = [{k: v for k, v in r.items() if k != "time_s"} for r in again.epochs]
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs]
+
+
+def test_run_files_keep_every_step_loss_across_a_resume(tmp_path: Path) -> None:
+    straight = _trainer(epochs=3, output_dir=tmp_path / "a")
+    straight.fit(_data())
+    files = straight.callbacks["run_files"]
+    losses = files.state_dict()["step_losses"]
+    assert len(losses) == 3 * 4 and len(set(losses)) == len(losses)  # 256 / 64 steps an epoch
+    assert files.state_dict()["step_positions"][:5] == [0.25, 0.5, 0.75, 1.0, 1.25]
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(epochs=3, output_dir=tmp_path / "b", callbacks=[StopAt(3)]).fit(_data())
+    resumed = _trainer(epochs=3, output_dir=tmp_path / "b")
+    resumed.fit(_data(), resume=True)
+    assert resumed.callbacks["run_files"].state_dict()["step_losses"] == losses
+
+
+def test_the_loss_plot_draws_each_step_on_whole_epoch_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    from multitask_mnist.training import plots
+
+    figures: list[Any] = []
+    new_figure = plots._new_figure
+
+    def keep(size: tuple[float, float]) -> Any:
+        figures.append(new_figure(size))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "_new_figure", keep)
+    trainer = _trainer(epochs=1, output_dir=tmp_path)
+    trainer.fit(_data())
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "accuracy.png").is_file()
+    loss_axes = figures[0].axes[0]
+    step_line = loss_axes.lines[0]
+    assert list(step_line.get_xdata()) == [0.25, 0.5, 0.75, 1.0]  # a curve, not one dot
+    for figure in figures:
+        ticks = [t for t in figure.axes[0].get_xticks() if 0 <= t <= 1]
+        assert ticks and all(float(t).is_integer() for t in ticks)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from multitask_mnist.training import distributed
@@ -44,8 +45,9 @@ def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
 
 
 class RunFiles(Callback):
-    """Writes ``metrics.json`` and ``history.csv`` every epoch, plots at the end of fit,
-    and the ``test_*`` metrics with the confusion matrix after :meth:`Trainer.test`.
+    """Writes ``metrics.json`` and ``history.csv`` every epoch, plots at the end of fit
+    (the loss of every step, smoothed, and each epoch's accuracy), and the ``test_*``
+    metrics with the confusion matrix after :meth:`Trainer.test`.
 
     Rank 0 alone writes, into the Trainer's ``output_dir``; without one, nothing.
     Plots need matplotlib (the ``plot`` extra).
@@ -55,11 +57,39 @@ class RunFiles(Callback):
         'run_files'
     """
 
+    def __init__(self) -> None:
+        #: Each training step's loss, and where it falls in epochs (``1.0`` ends epoch 1).
+        self.step_losses: list[float] = []
+        self.step_positions: list[float] = []
+        self._pending: list[Tensor] = []  # this epoch's losses, read once it ends
+
     @staticmethod
     def _folder(trainer: Trainer) -> Path | None:
         return trainer.output_dir if distributed.is_main_process() else None
 
+    def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
+        if trainer.output_dir is not None:  # kept as a tensor: no wait for the step here
+            self._pending.append(loss.detach().float().clone())
+            self.step_positions.append(epoch - 1 + (step + 1) / max(trainer.steps_per_epoch, 1))
+
+    def _settle(self) -> None:
+        if self._pending:
+            self.step_losses += torch.stack(self._pending).cpu().tolist()
+            self._pending.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The per-step losses so far, so that a resumed run's loss curve is whole."""
+        self._settle()
+        return {"step_losses": list(self.step_losses), "step_positions": list(self.step_positions)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned."""
+        self._pending.clear()
+        self.step_losses = [float(v) for v in state.get("step_losses", [])]
+        self.step_positions = [float(v) for v in state.get("step_positions", [])]
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self._settle()
         folder = self._folder(trainer)
         if folder is None:
             return
@@ -81,7 +111,8 @@ class RunFiles(Callback):
         if folder is not None:
             from multitask_mnist.training import plots
 
-            plots.save_curves(history, folder)
+            self._settle()
+            plots.save_curves(history, folder, (self.step_positions, self.step_losses))
 
     def on_test_end(
         self, trainer: Trainer, metrics: dict[str, float], confusion: dict[str, Tensor]
