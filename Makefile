@@ -13,7 +13,7 @@ ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,docs,plot,solvers]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,plot,solvers,demo,export,tensorboard]"
 	touch $(STAMP)
 
 train: $(STAMP)

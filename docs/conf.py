@@ -35,8 +35,10 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": False}
-html_theme = "alabaster"
-html_static_path: list[str] = []
+html_theme = "furo"  # a theme Python users know; wide code blocks scroll in their own box
+html_title = f"multitask_mnist {release}"
+html_static_path = ["_static"]
+html_css_files = ["wrap.css"]
 
 # The inventories are shipped in docs/_inventories (written by
 # docs/_inventories/make_inventories.py), so cross-references to Python, torch and
