@@ -203,3 +203,28 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
     assert result.stderr.startswith("multitask-mnist export: error: ONNX export needs onnxscript")
     assert result.stderr.endswith("install it with: pip install 'multitask-mnist[export]'\n")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_deploying_page_runs_the_onnx_file_without_torch(
+    trained_checkpoint: Path, mnist_test: MNIST, tmp_path: Path
+) -> None:
+    page = (ROOT / "docs" / "deploying.rst").read_text()
+    lines = page[page.index("   import numpy as np") :].splitlines()
+    end = next(i for i, line in enumerate(lines) if line and not line.startswith("   "))
+    code = "\n".join(line.removeprefix("   ") for line in lines[:end]).strip()
+    assert len([line for line in code.splitlines() if line]) <= 10
+    export_onnx(presets.from_checkpoint(trained_checkpoint), tmp_path / "mnist_sum.onnx")
+    index = next(i for i in range(100) if int(mnist_test.targets[i]) == 7)
+    from PIL import Image
+
+    Image.fromarray(mnist_test.data[index].numpy()).save(tmp_path / "digit.png")
+    blocked = "import sys\nsys.modules['torch'] = sys.modules['multitask_mnist'] = None\n"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked + code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "digit: 7 sum: 10\n"
