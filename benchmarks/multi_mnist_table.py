@@ -101,9 +101,16 @@ def main() -> None:
         print("| " + " | ".join(rows[-1]) + " |", flush=True)
 
     def best_of(left: dict[str, Any], right: dict[str, Any]) -> tuple[float, float] | None:
+        """The best epoch on the test split: one epoch for both digits of a shared
+        network, each network's own best epoch for the single-task pair."""
         if not sener:
             return None
-        return left["best_epoch_left_accuracy"], right["best_epoch_right_accuracy"]
+        if left is right:
+            return left["best_epoch_left_accuracy"], left["best_epoch_right_accuracy"]
+        return (
+            max(epoch["val_left_accuracy"] for epoch in left["epochs"]),
+            max(epoch["val_right_accuracy"] for epoch in right["epochs"]),
+        )
 
     if not args.no_single_task:
         left, left_cmd = run_cell(args, "single-left", ["--loss-weights", "left=1", "right=0"])
