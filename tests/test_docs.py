@@ -21,6 +21,7 @@ MODULES = [
     "multitask_mnist.presets",
     "multitask_mnist.training",
     "multitask_mnist.training.distributed",
+    "multitask_mnist.training.allocator",
     "multitask_mnist.export",
     "multitask_mnist.demo",
     "multitask_mnist.cli",
