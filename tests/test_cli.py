@@ -377,3 +377,22 @@ def test_gradient_conflict_without_a_method_writes_the_steps(
     bad = _run("train", "--gradient-conflict", "0", data=small_mnist)
     assert bad.returncode == 1
     assert "Expected argument `every` to be an int >= 1, got 0" in bad.stderr
+
+
+def test_predict_imports_neither_torchvision_nor_torchjd(
+    trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Start-up is most of a prediction's time: torchvision alone imports in about 2 s."""
+    out, _ = trained
+    picture = Image.new("L", (28, 28), 0)
+    picture.paste(255, (12, 4, 16, 24))
+    picture.save(tmp_path / "one.png")
+    code = (
+        "import sys; from multitask_mnist.cli import main; "
+        f"main(['predict', '--checkpoint', {str(out / 'last.pt')!r}, "
+        f"{str(tmp_path / 'one.png')!r}, '3']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'torchjd'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

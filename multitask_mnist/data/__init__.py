@@ -5,7 +5,7 @@ from multitask_mnist.data.addition import AdditionSample, MNISTAddition
 from multitask_mnist.data.augmented import AugmentedDigitDataset, DigitSample
 from multitask_mnist.data.fields import WithFields, as_fields
 from multitask_mnist.data.image import MNIST_MEAN, MNIST_STD, image_to_tensor, normalize
-from multitask_mnist.data.mnist import DATA_ENV_VAR, default_root, load_mnist
+from multitask_mnist.data.mnist import DATA_ENV_VAR, MNISTSplit, default_root, load_mnist
 from multitask_mnist.data.multi_mnist import MultiMNIST, MultiMNISTSample, overlay_digits
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DataFileError",
     "DigitSample",
     "MNISTAddition",
+    "MNISTSplit",
     "MultiMNIST",
     "MultiMNISTSample",
     "WithFields",

@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps, ImageStat
 from torch import Tensor
-from torchvision.transforms.functional import pil_to_tensor
 
 __all__ = ["IMAGE_SHAPE", "MNIST_MEAN", "MNIST_STD", "image_to_tensor", "normalize"]
 
@@ -41,6 +40,12 @@ def normalize(pixels: Tensor) -> Tensor:
     return x.sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
+def _gray_to_tensor(picture: Image.Image) -> Tensor:
+    """A grayscale (mode ``L``) PIL image as a ``(1, H, W)`` uint8 tensor."""
+    pixels = torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8)
+    return pixels.view(1, picture.height, picture.width)
+
+
 def _fit_picture(picture: Image.Image) -> Image.Image:
     """Any picture to 28x28 grayscale, light digit on dark ground, as in MNIST.
 
@@ -63,7 +68,7 @@ def _fit_picture(picture: Image.Image) -> Image.Image:
     scale = _DIGIT_BOX / max(digit.size)
     width, height = (max(1, round(side * scale)) for side in digit.size)
     digit = digit.resize((width, height), Image.Resampling.LANCZOS)
-    mass = pil_to_tensor(digit)[0].to(torch.float64)
+    mass = _gray_to_tensor(digit)[0].to(torch.float64)
     total = float(mass.sum())
     if total == 0.0:
         centre_x, centre_y = width / 2, height / 2
@@ -103,7 +108,7 @@ def image_to_tensor(image: Any, *, fit: bool = False) -> Tensor:
         torch.Size([1, 28, 28])
     """
     if isinstance(image, Image.Image):
-        image = pil_to_tensor(_fit_picture(image) if fit else image.convert("L"))
+        image = _gray_to_tensor(_fit_picture(image) if fit else image.convert("L"))
     elif not isinstance(image, Tensor):
         image = torch.as_tensor(image)
     if not (image.dtype == torch.uint8 or image.is_floating_point()):

@@ -68,11 +68,11 @@ def make_aggregator(method: Any, num_tasks: int) -> Any:
         >>> make_aggregator("none", 2) is None
         True
     """
-    from torchjd.aggregation import Aggregator
+    if not isinstance(method, str):  # torchjd is imported only for a method
+        from torchjd.aggregation import Aggregator
 
-    if isinstance(method, Aggregator):
-        return method
-    if not isinstance(method, str):
+        if isinstance(method, Aggregator):
+            return method
         raise TypeError(
             f"Expected `method` to be one of {', '.join(map(repr, METHODS))} or a "
             f"torchjd.aggregation.Aggregator, got {type(method).__name__}"

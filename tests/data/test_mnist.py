@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,26 @@ def test_download_skipped_when_files_are_present(
 
     monkeypatch.setattr("torchvision.datasets.MNIST.download", never)
     assert len(load_mnist(fake_mnist_root, train=False, download=True)) == 6
+
+
+def test_the_split_equals_torchvisions_reading_of_the_same_files(mnist_root: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        ours, theirs = load_mnist(mnist_root, train=train), MNIST(str(mnist_root), train=train)
+        assert torch.equal(ours.data, theirs.data) and torch.equal(ours.targets, theirs.targets)
+        assert ours.targets.dtype == torch.int64 and len(ours) == len(theirs)
+        image, label = ours[5]
+        expected_image, expected_label = theirs[5]
+        assert label == expected_label and image.tobytes() == expected_image.tobytes()
+        assert ours.classes == theirs.classes
+
+
+def test_reading_mnist_does_not_import_torchvision(mnist_root: Path) -> None:
+    code = (
+        "import sys; from multitask_mnist import load_mnist; "
+        f"load_mnist({str(mnist_root)!r}, train=False); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'torchjd')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
