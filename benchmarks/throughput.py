@@ -201,8 +201,9 @@ def lightning_loop(root: str, train_images: int, batch_size: int) -> dict[str, f
     """The same model and tensors in Lightning's bf16-mixed loop (with the Trainer's
     allocator setting, so the two loops are compared, not the allocators)."""
     import lightning as L
+    from torch.utils.data import TensorDataset
 
-    keep_freed_memory()    from torch.utils.data import TensorDataset
+    keep_freed_memory()
 
     images, numbers, digits = _tensors(root, train_images)
     cost = StepCost()
