@@ -57,6 +57,7 @@ nitpick_ignore = [
         # names them by their defining module, which torch's inventory does not list.
         "torch.optim.optimizer.Optimizer",
         "torch.optim.lr_scheduler.LRScheduler",
+        "PIL.Image.Image",  # no Pillow inventory is shipped
     )
 ]
 intersphinx_mapping = {
