@@ -40,6 +40,16 @@ def _epochs_done(out: Path) -> int:
         return 0
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a SIGTERM handler (Linux: ``SigCgt`` in its status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
 def _signal_during(
     out: Path,
     command: list[str],
@@ -55,8 +65,10 @@ def _signal_during(
     )
     deadline = time.monotonic() + 180
     while process.poll() is None and time.monotonic() < deadline:
-        # training has begun once the Trainer locked the folder; then wait for the epoch
-        if (out / ".lock").exists() and _epochs_done(out) >= epoch - 1:
+        # Training has begun once fit catches SIGTERM (the Trainer locks the folder
+        # earlier, before the data is loaded); then wait for the epoch.
+        started = (out / ".lock").exists() and _catches_sigterm(process.pid)
+        if started and _epochs_done(out) >= epoch - 1:
             break
         time.sleep(0.02)
     time.sleep(fraction * epoch_s)
