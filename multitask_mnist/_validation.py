@@ -6,7 +6,14 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_choice", "check_int", "check_number"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_number"]
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected argument `{name}` to be a bool, got {value!r}")
+    return value
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:

@@ -11,6 +11,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from multitask_mnist._validation import check_bool
 from multitask_mnist.data._idx import check_idx_pair
 from multitask_mnist.data.image import IMAGE_SHAPE
 
@@ -122,9 +123,8 @@ def load_mnist(
         >>> len(test)  # doctest: +SKIP
         10000
     """
-    for name, value in (("train", train), ("download", download)):
-        if not isinstance(value, bool):
-            raise TypeError(f"Expected argument `{name}` to be a bool, got {value!r}")
+    check_bool("train", train)
+    check_bool("download", download)
     root_path = Path(root) if root is not None else default_root()
     raw = root_path / "MNIST" / "raw"
     # torchvision checks all four files whichever split is asked for.

@@ -32,7 +32,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from multitask_mnist._validation import check_choice, check_int, check_number
+from multitask_mnist._validation import check_bool, check_choice, check_int, check_number
 from multitask_mnist.data.fields import as_fields, to_device
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.methods import (
@@ -311,11 +311,8 @@ class Trainer:
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.grad_clip = None if grad_clip is None else check_number("grad_clip", grad_clip)
         self.precision = check_choice("precision", precision, _runtime.PRECISIONS)
-        if not isinstance(keep_freed_memory, bool):
-            raise TypeError(
-                f"Expected argument `keep_freed_memory` to be a bool, got {keep_freed_memory!r}"
-            )
-        self.keep_freed_memory = keep_freed_memory and allocator.keep_freed_memory()
+        keep = check_bool("keep_freed_memory", keep_freed_memory)
+        self.keep_freed_memory = keep and allocator.keep_freed_memory()
         self.device = distributed.setup(_runtime.resolve_device(device))
         self.autocast_dtype = _runtime.resolve_precision(precision, self.device)
         if channels_last is None:

@@ -68,7 +68,7 @@ class RunFiles(Callback):
         return trainer.output_dir if distributed.is_main_process() else None
 
     def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
-        if trainer.output_dir is not None:  # kept as a tensor: no wait for the step here
+        if self._folder(trainer) is not None:  # kept as a tensor: no wait for the step here
             self._pending.append(loss.detach().float().clone())
             self.step_positions.append(epoch - 1 + (step + 1) / max(trainer.steps_per_epoch, 1))
 
