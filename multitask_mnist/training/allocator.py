@@ -8,18 +8,22 @@ step. :func:`keep_freed_memory` raises both thresholds through ``mallopt`` so th
 those buffers stay mapped and are reused. The Trainer calls it unless told not to
 (``Trainer(keep_freed_memory=False)`` or ``MULTITASK_MNIST_MALLOC=default``); on
 other C libraries it does nothing.
+
+The kept memory serves the step loop only. When ``fit``, ``evaluate`` or ``test``
+returns, the Trainer gives it back with :func:`release_freed_memory` (glibc's
+``malloc_trim``), so a process that goes on to other work, or exits, holds no more
+than it uses.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import resource
 import sys
 
-__all__ = ["MALLOC_ENV_VAR", "keep_freed_memory", "page_faults"]
+__all__ = ["MALLOC_ENV_VAR", "keep_freed_memory", "page_faults", "release_freed_memory"]
 
 #: Set to ``default`` to leave malloc's thresholds as the C library sets them.
 MALLOC_ENV_VAR = "MULTITASK_MNIST_MALLOC"
@@ -33,18 +37,18 @@ _TRIM_THRESHOLD = 1 << 30
 
 
 @functools.cache
-def _mallopt() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library if it is glibc (musl has ``mallopt`` only as a stub)."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        function = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl has mallopt as a stub)
-    except (OSError, AttributeError):
+    libc = ctypes.CDLL(None)  # the symbols already loaded: no ldconfig child process
+    if not all(hasattr(libc, name) for name in ("gnu_get_libc_version", "mallopt", "malloc_trim")):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim.restype = ctypes.c_int
+    return libc
 
 
 @functools.cache
@@ -63,12 +67,29 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get(MALLOC_ENV_VAR, "").lower() == "default":
         return False
-    mallopt = _mallopt()
-    if mallopt is None:
+    libc = _glibc()
+    if libc is None:
         return False
-    mapped = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
-    trimmed = bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    mapped = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    trimmed = bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return mapped and trimmed
+
+
+def release_freed_memory() -> bool:
+    """Give the freed memory that malloc keeps back to the kernel (glibc's ``malloc_trim``).
+
+    The thresholds of :func:`keep_freed_memory` stay as they are: the next step loop
+    keeps its buffers again after faulting them in once.
+
+    Returns:
+        Whether any memory was returned (``False`` off glibc or when none was free).
+
+    Example:
+        >>> isinstance(release_freed_memory(), bool)
+        True
+    """
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 def page_faults() -> tuple[int, float, float]:
