@@ -7,6 +7,7 @@ from multitask_mnist.losses.functional import (
     uncertainty_weighted_loss,
     weighted_sum,
 )
+from multitask_mnist.losses.min_norm import MGDAUBWeighting, min_norm_weights, shared_representation
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
@@ -25,12 +26,15 @@ __all__ = [
     "GeometricLossWeighting",
     "GradNormWeighting",
     "LossWeighting",
+    "MGDAUBWeighting",
     "MultiLossOutput",
     "RandomLossWeighting",
     "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",
     "last_shared_layer",
+    "min_norm_weights",
+    "shared_representation",
     "uncertainty_weighted_loss",
     "weighted_sum",
 ]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from multitask_mnist._validation import check_choice, check_number
 from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting
 from multitask_mnist.losses.functional import MultiLossOutput
+from multitask_mnist.losses.min_norm import MGDAUBWeighting
 from multitask_mnist.losses.weighting import (
     DynamicWeightAverage,
     FixedWeighting,
@@ -36,6 +37,7 @@ STRATEGIES: tuple[str, ...] = (
     "geometric",
     "famo",
     "gradnorm",
+    "mgda_ub",
 )
 
 _BUILDERS: dict[str, type[LossWeighting]] = {
@@ -44,6 +46,7 @@ _BUILDERS: dict[str, type[LossWeighting]] = {
     "geometric": GeometricLossWeighting,
     "famo": FAMOWeighting,
     "gradnorm": GradNormWeighting,
+    "mgda_ub": MGDAUBWeighting,
 }
 
 
@@ -83,6 +86,9 @@ class WeightedMultiLoss(nn.Module):
     * ``"gradnorm"``: GradNorm (:class:`~multitask_mnist.losses.GradNormWeighting`);
       learned weights that balance the tasks' gradient norms on the last shared layer
       against their training rates.
+    * ``"mgda_ub"``: MGDA-UB (:class:`~multitask_mnist.losses.MGDAUBWeighting`); at
+      every step, the weights (summing to 1) of the minimum-norm combination of the
+      tasks' gradients on the shared representation.
 
     A :class:`~multitask_mnist.losses.LossWeighting` instance may be given instead of a
     name, to set a strategy's own options (``FAMOWeighting(2, lr=0.01)``) or to use

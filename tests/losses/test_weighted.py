@@ -114,7 +114,7 @@ def test_teacher_forced_loss_counts_where_both_labels_are_present() -> None:
             {"strategy": "magic"},
             ValueError,
             "Expected argument `strategy` to be one of 'fixed', 'uncertainty', 'dwa', 'rlw', "
-            "'geometric', 'famo', 'gradnorm', got 'magic'",
+            "'geometric', 'famo', 'gradnorm', 'mgda_ub', got 'magic'",
         ),
     ],
 )

@@ -447,6 +447,7 @@ _STATE_KEYS = {
     "dwa": {"weighting.current", "weighting.epoch_means", "weighting._extra_state"},
     "famo": {"weighting.logits", "weighting.exp_avg", "weighting.exp_avg_sq"},
     "gradnorm": {"weighting.theta", "weighting.initial", "weighting.has_initial"},
+    "mgda_ub": {"weighting.last"},
 }
 
 
