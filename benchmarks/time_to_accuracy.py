@@ -45,11 +45,17 @@ class TestWatch(Callback):
             self._check(trainer)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self._clock()  # the steps since the last evaluation count before the next epoch
         if self.reached is None and epoch == trainer.epochs and self._steps % self.every:
             self._check(trainer)  # the end of the schedule is always measured
 
+    def _clock(self) -> None:
+        now = time.perf_counter()
+        self.train_time += now - self._tic
+        self._tic = now
+
     def _check(self, trainer: Trainer) -> None:
-        self.train_time += time.perf_counter() - self._tic
+        self._clock()
         tic = time.perf_counter()
         metrics = trainer.evaluate(self.test)
         self.eval_time += time.perf_counter() - tic

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "results_table.py"
 
@@ -232,3 +234,37 @@ def test_addition_table_gives_mean_and_spread_over_seeds(tmp_path: Path) -> None
     assert "     - 97.9 ± 0.1\n" in table and "Winters et al. 2022" in table
     assert "96.4 ± 0.1" not in table  # the N = 2 rows only with --digits 2
     assert len(result.stdout.splitlines()) == 1 + 5 + 2
+
+
+def test_time_to_accuracy_counts_every_training_step_and_no_evaluation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import time_to_accuracy
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    now = [0.0]
+    monkeypatch.setattr(time_to_accuracy.time, "perf_counter", lambda: now[0])
+
+    class FakeTrainer:
+        epochs = 2
+
+        def evaluate(self, data: object) -> dict[str, float]:
+            now[0] += 10.0  # evaluation takes 10 s, which must not count
+            return {"digit_accuracy": 50.0, "sum_accuracy": 50.0}
+
+        def stop(self, reason: str) -> None:
+            raise AssertionError("the target is not reached")
+
+    watch = time_to_accuracy.TestWatch(None, every=3, target=99.0)  # type: ignore[arg-type]
+    trainer = FakeTrainer()
+    for epoch in (1, 2):
+        watch.on_epoch_start(trainer, epoch)  # type: ignore[arg-type]
+        for step in range(4):  # 4 steps of 1 s; evaluations after steps 3, 6 and at the end
+            now[0] += 1.0
+            watch.on_batch_end(trainer, epoch, step, None)  # type: ignore[arg-type]
+        now[0] += 0.5  # the epoch's own end (metrics, callbacks) counts as training
+        watch.on_epoch_end(trainer, epoch, {})  # type: ignore[arg-type]
+    assert [row["train_s"] for row in watch.log] == [3.0, 6.5, 9.0]
+    assert watch.train_time == 9.0 and watch.eval_time == 30.0
