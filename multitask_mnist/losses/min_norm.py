@@ -42,7 +42,9 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
         The block names, in the order they run.
 
     Raises:
-        ValueError: No block is shared by several tasks.
+        ValueError: No block is shared by several tasks, or a task's gradient stops
+            short of them (:meth:`~multitask_mnist.models.MultiTaskNet.gradient_stops`:
+            its zero gradient would be the minimum-norm point and take all the weight).
 
     Example:
         >>> from multitask_mnist import presets
@@ -61,6 +63,13 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
         raise ValueError(
             "MGDA-UB needs a block that several tasks share; this model has none "
             f"(blocks and their tasks: {owners})"
+        )
+    for stopping, shared_block in model.gradient_stops()[:1]:
+        raise ValueError(
+            f"MGDA-UB weighs each task's gradient on the shared representation, but block "
+            f"{stopping!r} passes none back to {shared_block!r}: task {owners[stopping][0]!r} "
+            "would have a zero gradient and take all the weight; use a differentiable "
+            "fusion ('expectation' or 'straight_through')"
         )
     return [name for name in owners if name in frontier]
 
@@ -111,6 +120,7 @@ class MGDAUBWeighting(LossWeighting):
     Gramian is summed over the processes first, so every process uses the same weights
     (those of the global batch). A task without labels in a batch (loss exactly zero)
     gets weight 0 in that step. Outside training the total uses the last step's weights.
+    A network whose task heads stop a task's gradient (``"argmax"`` fusion) is refused.
 
     Args:
         num_tasks: The number of tasks ``K``.
@@ -134,19 +144,22 @@ class MGDAUBWeighting(LossWeighting):
         self._hooks: list[RemovableHandle] = []
 
     def attach(self, model: MultiTaskNet) -> None:
-        for hook in self._hooks:
-            hook.remove()
+        """Keep the shared representation of each training forward pass of ``model``.
+
+        Raises:
+            ValueError: As :func:`shared_representation`.
+        """
+        names = shared_representation(model)
+        self.detach()
         self._hooks = [
-            model.get_submodule(name).register_forward_hook(self._keeper(name))
-            for name in shared_representation(model)
+            model.get_submodule(name).register_forward_hook(_Keep(self, name)) for name in names
         ]
 
-    def _keeper(self, name: str) -> Any:
-        def keep(module: nn.Module, args: Any, output: Tensor) -> None:
-            if self.training and torch.is_grad_enabled():
-                self._outputs[name] = output
-
-        return keep
+    def detach(self) -> None:
+        """Remove the forward hooks that :meth:`attach` put on the model."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     def forward(self, losses: Tensor) -> Tensor:
         if self.training and torch.is_grad_enabled():
@@ -182,7 +195,7 @@ class MGDAUBWeighting(LossWeighting):
                 )
             )
         jacobian = torch.stack(rows)
-        present = (losses.detach() > 0).float()
+        present = (losses.detach() != 0).float()
         both = torch.cat([(jacobian @ jacobian.T).flatten(), present])
         if distributed.world_size() > 1:
             distributed.all_reduce_sum(both)
@@ -191,3 +204,15 @@ class MGDAUBWeighting(LossWeighting):
 
     def weights(self) -> Tensor:
         return self.last.clone()
+
+
+class _Keep:
+    """A forward hook (a class, so a model with it still pickles): keeps the block's
+    output for the weighting while both are training with gradients on."""
+
+    def __init__(self, weighting: MGDAUBWeighting, name: str) -> None:
+        self.weighting, self.name = weighting, name
+
+    def __call__(self, module: nn.Module, args: Any, output: Tensor) -> None:
+        if module.training and self.weighting.training and torch.is_grad_enabled():
+            self.weighting._outputs[self.name] = output

@@ -396,6 +396,32 @@ class MultiTaskNet(nn.Module):
         order = self.task_names
         return {name: tuple(t for t in order if t in readers[name]) for name in self._blocks}
 
+    def gradient_stops(self) -> list[tuple[str, str]]:
+        """Where a task's gradient stops short of the shared blocks.
+
+        A task-specific block whose module has ``passes_gradient`` False (the sum head
+        with ``"argmax"`` fusion) sends no gradient back to the shared blocks it reads,
+        so its task has a zero gradient there.
+
+        Returns:
+            ``(block, shared block it reads)`` pairs, in the order the blocks run.
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> presets.mnist_sum(fusion="argmax").gradient_stops()
+            [('head', 'trunk')]
+            >>> presets.mnist_sum(fusion="expectation").gradient_stops()
+            []
+        """
+        tasks_of = self.block_tasks()
+        return [
+            (name, read)
+            for name, block in self._blocks.items()
+            if not getattr(block.module, "passes_gradient", True) and len(tasks_of[name]) == 1
+            for read in block.reads
+            if len(tasks_of.get(read, ())) > 1
+        ]
+
     def fast_modules(self) -> list[nn.Module]:
         """The modules of the blocks marked ``fast``."""
         return [getattr(self, name) for name, b in self._blocks.items() if b.fast]

@@ -385,19 +385,14 @@ class Trainer:
                 f"Method {name!r} combines the tasks' gradients itself; use the loss "
                 f"strategy 'fixed' with it (got {self.loss.strategy!r})"
             )
-        tasks_of = self.model.block_tasks()
-        for block_name, block in self.model.blocks.items():
-            if getattr(block.module, "passes_gradient", True) or len(tasks_of[block_name]) > 1:
-                continue
-            shared_reads = [read for read in block.reads if len(tasks_of.get(read, ())) > 1]
-            if shared_reads:
-                raise ValueError(
-                    f"Method {name!r} aggregates each task's gradient on the shared blocks, "
-                    f"but block {block_name!r} passes none back to {shared_reads[0]!r} "
-                    f"(task {tasks_of[block_name][0]!r} would have a zero row); use a "
-                    "differentiable fusion ('expectation' or 'straight_through') or "
-                    "method='none'"
-                )
+        for block_name, shared_block in self.model.gradient_stops()[:1]:
+            raise ValueError(
+                f"Method {name!r} aggregates each task's gradient on the shared blocks, "
+                f"but block {block_name!r} passes none back to {shared_block!r} "
+                f"(task {self.model.block_tasks()[block_name][0]!r} would have a zero row); "
+                "use a differentiable fusion ('expectation' or 'straight_through') or "
+                "method='none'"
+            )
         shared, specific = split_parameters(self.model, self.loss)
         return GradientAggregation(aggregator, shared, specific)
 
@@ -571,6 +566,14 @@ class Trainer:
             OutputDirLockedError: Another live run uses ``output_dir``.
             TrainingInterrupted: SIGTERM or SIGINT arrived; ``last.pt`` holds the run.
         """
+        try:
+            return self._fit(train_data, val_data, resume)
+        finally:  # also after an error or a signal: a caller may go on to other work
+            self._release_memory()
+
+    def _fit(
+        self, train_data: Dataset[Any], val_data: Dataset[Any] | None, resume: bool
+    ) -> History:
         if resume and self.output_dir is None:
             raise ValueError("`resume=True` needs `output_dir`, where the checkpoints are")
         if len(train_data) == 0:  # type: ignore[arg-type]
@@ -617,7 +620,6 @@ class Trainer:
                 )
         self.history.stop_reason = self.stop_reason
         self._fire("on_fit_end", self.history)
-        self._release_memory()
         return self.history
 
     def _release_memory(self) -> None:

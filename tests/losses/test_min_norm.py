@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -115,34 +117,47 @@ def test_a_task_without_labels_gets_no_weight_and_evaluation_keeps_the_last() ->
     task.train()
     _, out = task({"x": x, "a": x.sum(1), "b": torch.full((8,), float("nan"))})
     assert weighting.weights().tolist() == [1.0, 0.0]
-    assert float(out.total) == pytest.approx(float(out.parts["a"]))
+    assert float(out.total.detach()) == pytest.approx(float(out.parts["a"].detach()))
     task.eval()
     with torch.no_grad():
         task({"x": x, "a": x.sum(1), "b": x.sum(1)})
     assert weighting.weights().tolist() == [1.0, 0.0]
 
 
-def test_weights_are_float32_under_bf16_autocast() -> None:
-    net = presets.multi_mnist_lenet()
+def test_the_gramian_is_float32_under_bf16_autocast() -> None:
+    net = _two_task_net()
     weighting = MGDAUBWeighting(2)
-    task = TrainingTask(net, WeightedMultiLoss(strategy=weighting))
+    loss = WeightedMultiLoss(strategy=weighting)
+    task = TrainingTask(net, loss)
     task.train()
-    torch.manual_seed(1)
-    batch = {
-        "image": torch.randn(32, 1, 28, 28),
-        "left": torch.randint(0, 10, (32,)),
-        "right": torch.randint(0, 10, (32,)),
-    }
+    x = torch.randn(64, 3)
+    batch = {"x": x, "a": x.sum(1), "b": -2 * x[:, 0] + x[:, 1]}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         task(batch)
-    weights = weighting.weights()
-    assert weights.dtype == torch.float32
-    # not rounded to bfloat16's 8 bits: the Gramian was taken in float32
-    assert float(weights[0]) != float(weights[0].bfloat16().float())
+        # by hand: the same bf16 forward, its gradients on z, a float64 Gramian
+        z = net.get_submodule("shared")(x).detach().requires_grad_()
+        parts = loss.task_losses({n: net.get_submodule(n)(z) for n in ("a", "b")}, batch)
+    rows = [torch.autograd.grad(part, z, retain_graph=True)[0] for part in parts.values()]
+    jacobian = torch.stack([row.double().flatten() for row in rows])
+    expected = min_norm_weights(jacobian @ jacobian.T)
+    # a bfloat16 Gramian (8 bits of mantissa) would be off by about 1e-3
+    assert torch.allclose(weighting.weights(), expected, atol=1e-5, rtol=0)
+
+
+def test_argmax_fusion_is_refused_and_the_hooks_come_off() -> None:
+    with pytest.raises(ValueError, match=r"block 'head' passes none back to 'trunk'"):
+        TrainingTask(presets.mnist_sum(), WeightedMultiLoss(strategy="mgda_ub"))
+    net = presets.mnist_sum(fusion="expectation")
+    weighting = MGDAUBWeighting(2)
+    TrainingTask(net, WeightedMultiLoss(strategy=weighting))
+    assert len(net.get_submodule("trunk")._forward_hooks) == 1
+    pickle.loads(pickle.dumps(net))  # the hook is a class: the model still pickles
+    weighting.detach()
+    assert len(net.get_submodule("trunk")._forward_hooks) == 0
 
 
 def test_the_shared_representation_of_the_presets_and_errors() -> None:
-    assert shared_representation(presets.mnist_sum()) == ["trunk"]  # also the digit's output
+    assert shared_representation(presets.mnist_sum(fusion="expectation")) == ["trunk"]
     assert shared_representation(presets.multi_mnist_lenet()) == ["encoder"]
     with pytest.raises(ValueError, match=r"MGDA-UB needs a block that several tasks share"):
         shared_representation(presets.mnist_addition())

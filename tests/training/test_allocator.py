@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from multitask_mnist.training import allocator
+
 #: Trains the documented network for 12 steps of 128 and prints the median of the
 #: minor page faults per step after the first four (the first steps fault their
 #: buffers in either way; the median ignores a one-off fault-in, which about one
@@ -46,9 +48,7 @@ print(statistics.median(steps), faults.resident - resident_mb())
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="glibc's malloc thresholds"
-)
+pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="glibc's malloc thresholds")
 
 
 def _run(mode: str, **env: str) -> tuple[float, float]:
