@@ -25,6 +25,7 @@ one's peak resident memory, and ``multitask-mnist predict`` on one PNG against
 Usage::
 
     python benchmarks/throughput.py --data-dir ../shared/data --whole-process 3
+    python benchmarks/throughput.py --rounds 5
 
 prints Markdown tables with the ratios, plus the achieved training GFLOP/s against
 this machine's bfloat16 matrix-product rate.
@@ -343,6 +344,11 @@ def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
     }
 
 
+def median_run(found: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median training speed (the lower middle one of an even count)."""
+    return sorted(found, key=lambda run: run["train_ips"])[(len(found) - 1) // 2]
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -436,6 +442,13 @@ def main() -> None:
         help="also time one full epoch plus the test as whole processes, alternating, and "
         "predict against import torch",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every path this many times, in alternating order; each row is the run "
+        "with the median training speed",
+    )
     args = parser.parse_args()
     if args.worker:
         run_worker(args)
@@ -450,7 +463,11 @@ def main() -> None:
     ]
     if importlib.util.find_spec("lightning") is not None:
         workers.append(("Lightning 2, bf16-mixed", "lightning", "auto"))
-    rows = {label: spawn(args, worker, precision) for label, worker, precision in workers}
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in workers}
+    for round_ in range(args.rounds):
+        for label, worker, precision in workers if round_ % 2 == 0 else workers[::-1]:
+            runs[label].append(spawn(args, worker, precision))
+    rows = {label: median_run(found) for label, found in runs.items()}
     base = rows["conventional loop (float32)"]
     macs = forward_macs(presets.mnist_sum())
     flop_per_trained_image = 3 * 2 * macs  # forward, and backward at twice the forward
@@ -487,6 +504,14 @@ def main() -> None:
         f"2048x2048 matmul: {fp32:,.0f} GFLOP/s float32, {bf16:,.0f} GFLOP/s bfloat16; "
         f"the Trainer runs at {trainer_ips / bare_ips:.1%} of the bare loop"
     )
+    if args.rounds > 1:
+        trainer_runs = runs["Trainer, defaults"]
+        pairs = zip(trainer_runs, runs["bare loop (bf16, channels-last, Adam)"], strict=True)
+        ratios = [trainer["train_ips"] / bare["train_ips"] for trainer, bare in pairs]
+        print(
+            f"{args.rounds} rounds; Trainer / bare loop, round by round: "
+            + ", ".join(f"{r:.1%}" for r in ratios)
+        )
     if args.whole_process:
         whole_process(args)
 
