@@ -48,7 +48,7 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
 
     Example:
         >>> from multitask_mnist import presets
-        >>> shared_representation(presets.mnist_sum())
+        >>> shared_representation(presets.mnist_sum(fusion="expectation"))
         ['trunk']
         >>> shared_representation(presets.multi_mnist_lenet())
         ['encoder']
