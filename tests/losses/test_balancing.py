@@ -13,6 +13,7 @@ from multitask_mnist.losses import FAMOWeighting, GradNormWeighting
 from multitask_mnist.models import Block, Input, MultiTaskNet
 from multitask_mnist.tasks import DIGIT_SUM_TASKS, Task
 from multitask_mnist.training import TrainingTask
+from tests.losses import assert_trains_on_the_weighted_sum, two_task_net
 
 positive = st.floats(1e-3, 1e3)
 
@@ -81,31 +82,8 @@ def test_famo_update_needs_a_training_forward_first() -> None:
         famo.update(torch.ones(2))
 
 
-def _two_task_net(scale: float) -> MultiTaskNet:
-    """A shared linear layer and two linear heads; the second head's output scaled."""
-    torch.manual_seed(0)
-
-    class Scaled(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = nn.Linear(4, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return scale * self.linear(x).squeeze(-1)
-
-    first = nn.Sequential(nn.Linear(4, 1), nn.Flatten(0))
-    return MultiTaskNet(
-        {
-            "shared": Block(nn.Linear(3, 4), ["x"]),
-            "a": Block(first, ["shared"], Task("a", "regression")),
-            "b": Block(Scaled(), ["shared"], Task("b", "regression")),
-        },
-        [Input("x", (3,))],
-    )
-
-
 def test_gradnorm_lowers_the_weight_of_the_task_with_the_larger_gradient() -> None:
-    net = _two_task_net(scale=10.0)  # task b's gradients on `shared` are ten times larger
+    net = two_task_net(scale=10.0)  # task b's gradients on `shared` are ten times larger
     gradnorm = GradNormWeighting(2)
     task = TrainingTask(net, WeightedMultiLoss(strategy=gradnorm))
     assert gradnorm._layer == [net.get_submodule("shared").weight, net.get_submodule("shared").bias]
@@ -124,7 +102,7 @@ def test_gradnorm_lowers_the_weight_of_the_task_with_the_larger_gradient() -> No
 
 
 def test_gradnorm_total_is_the_weighted_sum_and_the_network_sees_constant_weights() -> None:
-    net = _two_task_net(scale=3.0)
+    net = two_task_net(scale=3.0)
     gradnorm = GradNormWeighting(2)
     loss = WeightedMultiLoss(strategy=gradnorm)
     task = TrainingTask(net, loss)
@@ -133,13 +111,7 @@ def test_gradnorm_total_is_the_weighted_sum_and_the_network_sees_constant_weight
     x = torch.randn(16, 3)
     batch = {"x": x, "a": x.sum(1), "b": -x.sum(1)}
     _, out = task(batch)
-    w = gradnorm.weights()
-    expected = w[0] * out.parts["a"] + w[1] * out.parts["b"]
-    assert float(out.total.detach()) == pytest.approx(float(expected.detach()))
-    shared = net.get_submodule("shared").weight
-    (got,) = torch.autograd.grad(out.total, shared, retain_graph=True)
-    (want,) = torch.autograd.grad(expected, shared)
-    assert torch.allclose(got, want, atol=1e-6)
+    assert_trains_on_the_weighted_sum(out, gradnorm.weights(), net.get_submodule("shared").weight)
     # theta's gradient: that of sum |w_i n_i - mean(G) r_i^alpha| (r_i = 1 at the first step)
     (theta_grad,) = torch.autograd.grad(task(batch)[1].total, gradnorm.theta)
     norms = torch.stack(
@@ -157,7 +129,7 @@ def test_gradnorm_total_is_the_weighted_sum_and_the_network_sees_constant_weight
 
 
 def test_gradnorm_leaves_out_a_task_without_labels_and_takes_its_first_loss_later() -> None:
-    net = _two_task_net(scale=1.0)
+    net = two_task_net(scale=1.0)
     gradnorm = GradNormWeighting(2)
     task = TrainingTask(net, WeightedMultiLoss(strategy=gradnorm))
     x = torch.randn(8, 3)

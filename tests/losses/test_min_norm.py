@@ -8,13 +8,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from multitask_mnist import WeightedMultiLoss, presets
 from multitask_mnist.losses import MGDAUBWeighting, min_norm_weights, shared_representation
-from multitask_mnist.models import Block, Input, MultiTaskNet
-from multitask_mnist.tasks import Task
 from multitask_mnist.training import TrainingTask
+from tests.losses import assert_trains_on_the_weighted_sum, two_task_net
 
 vectors = st.lists(st.floats(-10, 10), min_size=4, max_size=4)
 
@@ -68,24 +66,8 @@ def test_tasks_without_labels_take_no_part() -> None:
     assert min_norm_weights(gramian, torch.zeros(3, dtype=torch.bool)).tolist() == [0, 0, 0]
 
 
-def _two_task_net() -> MultiTaskNet:
-    torch.manual_seed(0)
-    return MultiTaskNet(
-        {
-            "shared": Block(nn.Linear(3, 4), ["x"]),
-            "a": Block(
-                nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)), ["shared"], Task("a", "regression")
-            ),
-            "b": Block(
-                nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)), ["shared"], Task("b", "regression")
-            ),
-        },
-        [Input("x", (3,))],
-    )
-
-
 def test_weights_come_from_the_gradients_on_the_shared_representation() -> None:
-    net = _two_task_net()
+    net = two_task_net()
     weighting = MGDAUBWeighting(2)
     task = TrainingTask(net, WeightedMultiLoss(strategy=weighting))
     x = torch.randn(16, 3)
@@ -101,16 +83,11 @@ def test_weights_come_from_the_gradients_on_the_shared_representation() -> None:
     assert torch.allclose(weights, min_norm_weights(rows @ rows.T), atol=1e-5)
     assert 0 < float(weights[0]) < 1 and float(weights.sum()) == pytest.approx(1.0)
     # the total is the weighted sum, and the network trains on it with the weights constant
-    expected = weights[0] * out.parts["a"] + weights[1] * out.parts["b"]
-    assert float(out.total.detach()) == pytest.approx(float(expected.detach()))
-    shared = net.get_submodule("shared").weight
-    (got,) = torch.autograd.grad(out.total, shared, retain_graph=True)
-    (want,) = torch.autograd.grad(expected, shared)
-    assert torch.allclose(got, want, atol=1e-6)
+    assert_trains_on_the_weighted_sum(out, weights, net.get_submodule("shared").weight)
 
 
 def test_a_task_without_labels_gets_no_weight_and_evaluation_keeps_the_last() -> None:
-    net = _two_task_net()
+    net = two_task_net()
     weighting = MGDAUBWeighting(2)
     task = TrainingTask(net, WeightedMultiLoss(strategy=weighting))
     x = torch.randn(8, 3)
@@ -125,7 +102,7 @@ def test_a_task_without_labels_gets_no_weight_and_evaluation_keeps_the_last() ->
 
 
 def test_the_gramian_is_float32_under_bf16_autocast() -> None:
-    net = _two_task_net()
+    net = two_task_net()
     weighting = MGDAUBWeighting(2)
     loss = WeightedMultiLoss(strategy=weighting)
     task = TrainingTask(net, loss)
@@ -165,6 +142,6 @@ def test_the_shared_representation_of_the_presets_and_errors() -> None:
     weighting.train()
     with pytest.raises(RuntimeError, match=r"call attach\(model\) first"):
         weighting(torch.ones(2, requires_grad=True))
-    weighting.attach(_two_task_net())
+    weighting.attach(two_task_net())
     with pytest.raises(RuntimeError, match=r"run the model's forward pass before the loss"):
         weighting(torch.ones(2, requires_grad=True))
