@@ -64,7 +64,9 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
             "MGDA-UB needs a block that several tasks share; this model has none "
             f"(blocks and their tasks: {owners})"
         )
-    for stopping, shared_block in model.gradient_stops()[:1]:
+    stops = model.gradient_stops()
+    if stops:
+        stopping, shared_block = stops[0]
         raise ValueError(
             f"MGDA-UB weighs each task's gradient on the shared representation, but block "
             f"{stopping!r} passes none back to {shared_block!r}: task {owners[stopping][0]!r} "

@@ -385,7 +385,9 @@ class Trainer:
                 f"Method {name!r} combines the tasks' gradients itself; use the loss "
                 f"strategy 'fixed' with it (got {self.loss.strategy!r})"
             )
-        for block_name, shared_block in self.model.gradient_stops()[:1]:
+        stops = self.model.gradient_stops()
+        if stops:
+            block_name, shared_block = stops[0]
             raise ValueError(
                 f"Method {name!r} aggregates each task's gradient on the shared blocks, "
                 f"but block {block_name!r} passes none back to {shared_block!r} "
