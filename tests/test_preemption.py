@@ -50,6 +50,17 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
 
 
+def _trainers(pid: int, workers: int) -> list[int]:
+    """The processes that train: ``pid`` itself, or the ``workers`` torchrun started."""
+    if not workers:
+        return [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in children.split()]
+
+
 def _signal_during(
     out: Path,
     command: list[str],
@@ -58,16 +69,22 @@ def _signal_during(
     fraction: float,
     epoch_s: float,
     signum: int,
+    workers: int = 0,
 ) -> subprocess.CompletedProcess[str]:
-    """Start ``command``, wait until ``epoch`` is under way, signal it ``fraction`` into it."""
+    """Start ``command``, wait until ``epoch`` is under way, signal it ``fraction`` into it.
+
+    ``workers``: the number of training processes torchrun starts, 0 without torchrun.
+    """
     process = subprocess.Popen(
         command, env=_env(data), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 180
     while process.poll() is None and time.monotonic() < deadline:
-        # Training has begun once fit catches SIGTERM (the Trainer locks the folder
-        # earlier, before the data is loaded); then wait for the epoch.
-        started = (out / ".lock").exists() and _catches_sigterm(process.pid)
+        # Training has begun once fit catches SIGTERM in every training process (the
+        # Trainer locks the folder earlier, before the data is loaded; torchrun's own
+        # launcher catches it from the start); then wait for the epoch.
+        trainers = _trainers(process.pid, workers)
+        started = len(trainers) == max(workers, 1) and all(map(_catches_sigterm, trainers))
         if started and _epochs_done(out) >= epoch - 1:
             break
         time.sleep(0.02)
@@ -128,7 +145,8 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
     ]
     for epoch, fraction, signum, extra in moments:
         command = _command(out, launcher, *extra)
-        result = _signal_during(out, command, data, epoch, fraction, epoch_s, signum)
+        workers = 2 if launcher is TORCHRUN else 0
+        result = _signal_during(out, command, data, epoch, fraction, epoch_s, signum, workers)
         assert result.returncode != 0, "the run ended before the signal came"
         name = signal.Signals(signum).name
         state = load_checkpoint(out / "last.pt")

@@ -10,6 +10,9 @@ write files. Outside torchrun nothing here does anything.
 
 from __future__ import annotations
 
+import atexit
+import gc
+import importlib
 import os
 from collections.abc import Sequence
 
@@ -53,7 +56,15 @@ def setup(device: torch.device) -> torch.device:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # torch.distributed.nn.functional binds ``group.WORLD`` as a default argument when
+        # it is first imported, and DDP imports it: imported after the group exists, it
+        # would hold the group for the life of the interpreter, and gloo's worker threads
+        # with it. A worker that frees a finished collective's tensors during interpreter
+        # shutdown needs the GIL, cannot have it, and the process aborts ("terminate called
+        # without an active exception"). Imported first, it binds None.
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(cleanup)  # a script that never calls cleanup() leaves the group too
     return device
 
 
@@ -207,10 +218,16 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group, if this process joined one.
+    """Leave the process group, if this process joined one, and stop its threads.
+
+    Wrappers no longer referenced (a DDP model in a reference cycle) are collected
+    first, so that nothing but the group's registry holds it: destroying the group then
+    joins the backend's worker threads while the interpreter is fully alive. Called at
+    exit too, when :func:`setup` joined a group; a second call does nothing.
 
     Example:
         >>> cleanup()
     """
     if is_initialized():
+        gc.collect()
         dist.destroy_process_group()

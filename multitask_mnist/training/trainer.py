@@ -329,16 +329,10 @@ class Trainer:
         )
         self._aggregation = self._gradient_method(method)
         self._update_after_step = self.loss.weighting.updates_after_step
-        if self._aggregation is None:
-            # Under torchrun, training steps run through DDP, which averages every gradient.
-            # A task weighted zero leaves its parameters without gradients: tell DDP.
-            zero = any(weight == 0 for weight in self.loss.weights.values())
-            self._train_task: nn.Module = distributed.wrap(
-                self.task, self.device, find_unused_parameters=zero
-            )
-        else:  # the method averages the per-task gradients over the processes itself
+        if self._aggregation is not None:  # it averages the task gradients over processes
             distributed.broadcast_module(self.task)
-            self._train_task = self.task
+        # What training steps run through: under torchrun, DDP during fit (see _wrap).
+        self._train_task: nn.Module = self.task
         self.optimizer_spec = optimizer
         self.scheduler_spec = scheduler
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -571,6 +565,7 @@ class Trainer:
         try:
             return self._fit(train_data, val_data, resume)
         finally:  # also after an error or a signal: a caller may go on to other work
+            self._train_task = self.task  # DDP lets go of the process group
             self._release_memory()
 
     def _fit(
@@ -597,6 +592,7 @@ class Trainer:
         self.epoch, self.step, self._epoch_state = 0, 0, None
         if resume and self.output_dir is not None:
             self._resume(self.output_dir / LAST_CHECKPOINT)
+        self._train_task = self._wrap()
         with catch_signals() as signals:
             self._fire("on_fit_start")
             epochs = range(self.epoch + 1, self.epochs + 1) if self.stop_reason is None else ()
@@ -623,6 +619,16 @@ class Trainer:
         self.history.stop_reason = self.stop_reason
         self._fire("on_fit_end", self.history)
         return self.history
+
+    def _wrap(self) -> nn.Module:
+        """The module training steps run through during one fit: under torchrun without a
+        gradient method, DDP, which averages every gradient (and holds the process group
+        until fit returns and lets it go)."""
+        if self._aggregation is not None:
+            return self.task
+        # A task weighted zero leaves its parameters without gradients: tell DDP.
+        zero = any(weight == 0 for weight in self.loss.weights.values())
+        return distributed.wrap(self.task, self.device, find_unused_parameters=zero)
 
     def _release_memory(self) -> None:
         """Out of the step loop: give back the freed buffers malloc was told to keep."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ def _total(value: Any) -> float:
     return float(value.double().sum().item())
 
 
+def threads() -> int:
+    """This process's operating-system threads (gloo runs its own)."""
+    return len(os.listdir("/proc/self/task"))
+
+
 def main(out: Path, strategy: str) -> None:
+    torch.set_num_threads(1)  # no intra-op pool threads to count
+    before = threads()
     seed = 0
     torch.manual_seed(seed)
     trainer = Trainer(
@@ -44,8 +52,11 @@ def main(out: Path, strategy: str) -> None:
         "weights": {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()},
         "loss_state": {k: _total(v) for k, v in trainer.loss.state_dict().items()},
     }
-    (out / f"rank{distributed.rank()}.json").write_text(json.dumps(report))
-    distributed.cleanup()
+    rank = distributed.rank()
+    during = threads()
+    distributed.cleanup()  # the trainer is still alive: it must not hold the group
+    report["threads"] = {"before": before, "during": during, "after": threads()}
+    (out / f"rank{rank}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy:
     assert all("grad_cosine" in row for row in rank0["history"])  # the probe, on both ranks
     assert [row["epoch"] for row in rank0["history"]] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+    # Leaving the group stops gloo's threads, with the Trainer still alive: none is left
+    # to free a collective's tensors while the interpreter shuts down (which aborted).
+    for report in (rank0, rank1):
+        threads = report["threads"]
+        assert threads["during"] > threads["before"] == threads["after"], threads
 
 
 def test_command_line_under_torchrun_prints_each_line_once(tmp_path: Path) -> None:
@@ -134,6 +139,8 @@ def test_every_gradient_method_keeps_the_ranks_identical(tmp_path: Path) -> None
             assert torch.equal(rank0[key], rank1[key]), (method, key)
             assert torch.isfinite(rank0[key]).all(), (method, key)
         assert any(not torch.equal(rank0[k], start[k]) for k in start), method  # it trained
+    # The worker never left the group itself: at exit, it was left and its threads joined.
+    assert [(tmp_path / f"threads-rank{r}.txt").read_text() for r in (0, 1)] == ["1", "1"]
 
 
 def test_a_gradient_method_on_two_ranks_equals_one_process_on_the_union(tmp_path: Path) -> None:
