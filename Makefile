@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint typecheck pytest docs clean
+.PHONY: train test lint typecheck pytest docs stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,10 @@ docs: $(STAMP)
 
 test: lint typecheck pytest docs
 
+# The tests that start processes, send signals or race, repeated beside a CPU hog
+# (ARGS="--rounds 10", for instance).
+stress: $(STAMP)
+	$(BIN)/python -m tests.stress $(ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis stress-reports

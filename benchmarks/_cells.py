@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: One cell (a training run) that takes longer than this has hung.
+CELL_TIMEOUT_S = 4 * 3600
 
 
 def add_table_arguments(parser: argparse.ArgumentParser, runs: str, output: str) -> None:
@@ -42,7 +44,9 @@ def run_cell(
         executable = [sys.executable, "-m", "multitask_mnist", *command[1:]]
     else:  # python SCRIPT ...
         executable = [sys.executable, *command[1:]]
-    subprocess.run(executable, check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        executable, check=True, env=env, cwd=ROOT, capture_output=True, timeout=CELL_TIMEOUT_S
+    )
     return dict(json.loads(metrics_file.read_text()))
 
 

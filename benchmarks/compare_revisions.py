@@ -47,9 +47,9 @@ def export(revision: str, folder: Path) -> Path:
     """Write ``revision``'s tree into ``folder``; return the folder."""
     folder.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True, timeout=300
     ).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True, timeout=300)
     return folder
 
 
@@ -62,6 +62,7 @@ def run(tree: Path, data: Path, images: int, batch: int) -> float:
         env=env,
         cwd=tree,
         check=True,
+        timeout=3600,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if not report["package"].startswith(str(tree)):

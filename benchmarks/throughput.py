@@ -321,7 +321,7 @@ def spawn(args: argparse.Namespace, worker: str, precision: str = "auto") -> dic
         "--precision",
         precision,
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

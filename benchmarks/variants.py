@@ -87,7 +87,7 @@ def main() -> None:
         for variant in args.variants if round_ % 2 == 0 else args.variants[::-1]:
             command = [sys.executable, __file__, variant, "--worker"]
             command += ["--data-dir", str(args.data_dir)]
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{args.rounds} rounds, {TRAIN_IMAGES} images each\n")
     print("| variant | median img/s | each | median user s |\n|---|---:|---|---:|")

@@ -264,7 +264,7 @@ def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path: Path) -> None:
         f"    def __reduce__(self): return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))\n"
         f"torch.save({{'model': {{}}, 'x': P()}}, {str(evil)!r})\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     result = _run("evaluate", "--checkpoint", str(evil))
     assert result.returncode == 1 and not marker.exists()
     assert result.stderr.startswith(f"multitask-mnist evaluate: error: Refused to load {evil}: ")
@@ -393,6 +393,8 @@ def test_predict_imports_neither_torchvision_nor_torchjd(
         f"{str(tmp_path / 'one.png')!r}, '3']); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'torchjd'}))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"

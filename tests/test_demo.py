@@ -150,7 +150,9 @@ def test_without_gradio_the_command_names_the_extra(trained_checkpoint: Path) ->
         "import sys; sys.modules['gradio'] = None; from multitask_mnist.cli import main; "
         f"sys.exit(main(['demo', '--checkpoint', {str(trained_checkpoint)!r}]))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("multitask-mnist demo: error: The demo needs gradio")
     assert result.stderr.endswith("install it with: pip install 'multitask-mnist[demo]'\n")
@@ -190,7 +192,7 @@ def _wait_until_served(url: str, server: subprocess.Popen[str], timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"the demo exited: {server.communicate()[1]}")
+            raise AssertionError(f"the demo exited: {server.communicate(timeout=30)[1]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # localhost only
                 if response.status == 200:
@@ -210,6 +212,7 @@ def _choose_image(model: object, mnist_test: MNIST, number: int) -> tuple[int, i
     raise AssertionError("no test image among the first 200 is read confidently when drawn")
 
 
+@pytest.mark.stress  # a server process and a browser: repeated by tests/stress.py
 def test_the_demo_in_a_real_browser(
     trained_checkpoint: Path, mnist_test: MNIST, tmp_path: Path
 ) -> None:

@@ -77,13 +77,19 @@ def test_the_documented_example_trains_tests_and_resumes(tmp_path: Path) -> None
         str(tmp_path / "run"),
     ]
     env = {"CI": "true", "PATH": ""}
-    first = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True, env=env)
+    first = subprocess.run(
+        [*command, "--epochs", "1"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0].startswith("Epoch: 1, loss: ") and lines[-3] == "Finished Training"
     assert lines[-2].startswith("Accuracy of the network on the 50 test images: digit ")
     second = subprocess.run(
-        [*command, "--epochs", "2", "--resume"], capture_output=True, text=True, env=env
+        [*command, "--epochs", "2", "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert second.returncode == 0, second.stderr
     assert [line[:8] for line in second.stdout.splitlines() if line.startswith("Epoch")] == [

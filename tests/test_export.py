@@ -198,7 +198,9 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
         f"sys.exit(main(['export', '--checkpoint', {str(tmp_path / 'w.safetensors')!r}, "
         f"'--format', 'onnx', '--output', {str(tmp_path / 'n.onnx')!r}]))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("multitask-mnist export: error: ONNX export needs onnxscript")
     assert result.stderr.endswith("install it with: pip install 'multitask-mnist[export]'\n")

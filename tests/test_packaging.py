@@ -76,6 +76,7 @@ def test_the_wheel_runs_in_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     ).stdout.strip()
     # The dependencies (torch alone is gigabytes) come from this environment, after the
     # venv's own folder; the wheel itself is installed, and its metadata checked above.

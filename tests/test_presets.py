@@ -66,7 +66,9 @@ def test_documented_layers_in_order() -> None:
 
 def test_repr_from_the_command_line_shows_the_layer_names() -> None:
     code = "from multitask_mnist import presets; print(presets.mnist_sum())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     for name in (
         "input1",
         "conv1",

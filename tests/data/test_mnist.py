@@ -133,5 +133,7 @@ def test_reading_mnist_does_not_import_torchvision(mnist_root: Path) -> None:
         f"load_mnist({str(mnist_root)!r}, train=False); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'torchjd')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.strip() == "[]", result.stderr

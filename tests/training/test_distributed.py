@@ -16,6 +16,8 @@ from multitask_mnist.methods import METHODS
 from multitask_mnist.training import load_checkpoint
 from tests.conftest import write_fake_mnist
 
+pytestmark = pytest.mark.stress  # starts processes: repeated by tests/stress.py
+
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 

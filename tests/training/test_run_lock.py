@@ -18,6 +18,8 @@ from multitask_mnist.training import OutputDirLockedError, Trainer
 from multitask_mnist.training.run_lock import LOCK_FILE, RunLock
 from tests.conftest import SyntheticDigits
 
+pytestmark = pytest.mark.stress  # starts processes: repeated by tests/stress.py
+
 HOLD = (
     "import sys, time; from pathlib import Path\n"
     "from multitask_mnist.training.run_lock import RunLock\n"
@@ -39,7 +41,7 @@ def held_elsewhere(folder: Path) -> Iterator[subprocess.Popen[str]]:
         yield holder
     finally:
         holder.kill()
-        holder.wait()
+        holder.wait(timeout=30)
 
 
 def test_a_folder_held_by_a_live_run_is_refused_naming_it(tmp_path: Path) -> None:
