@@ -27,9 +27,8 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def main(out: Path, strategy: str) -> None:
-    torch.set_num_threads(1)  # no intra-op pool threads to count
-    before = threads()
+def train(out: Path, strategy: str) -> tuple[Trainer, dict[str, Any]]:
+    """Train with ``strategy``; the trainer and what this rank saw."""
     seed = 0
     torch.manual_seed(seed)
     trainer = Trainer(
@@ -40,23 +39,36 @@ def main(out: Path, strategy: str) -> None:
         device="cpu",
         progress=False,
         seed=seed,
-        output_dir=out / "run",
+        output_dir=out / strategy,
         callbacks=[GradientConflict(every=3)],  # the gradient probe, across processes
     )
     history = trainer.fit(AugmentedDigitDataset(SyntheticDigits(600)))
     metrics = trainer.evaluate(AugmentedDigitDataset(SyntheticDigits(101, seed=1)))
-    report = {
+    trainer.close()
+    return trainer, {
         "world": distributed.world_size(),
         "history": [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs],
         "evaluate": metrics,
         "weights": {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()},
         "loss_state": {k: _total(v) for k, v in trainer.loss.state_dict().items()},
     }
+
+
+def main(out: Path, strategies: str) -> None:
+    """Train with each of the comma-separated ``strategies`` in turn (one launch for all);
+    write ``{strategy}-rank{r}.json`` and ``threads-rank{r}.json``."""
+    torch.set_num_threads(1)  # no intra-op pool threads to count
+    before = threads()
+    trainers = []  # kept alive: a live Trainer must not hold the process group
+    for strategy in strategies.split(","):
+        trainer, report = train(out, strategy)
+        trainers.append(trainer)
+        (out / f"{strategy}-rank{distributed.rank()}.json").write_text(json.dumps(report))
     rank = distributed.rank()
     during = threads()
-    distributed.cleanup()  # the trainer is still alive: it must not hold the group
-    report["threads"] = {"before": before, "during": during, "after": threads()}
-    (out / f"rank{rank}.json").write_text(json.dumps(report))
+    distributed.cleanup()
+    counts = {"before": before, "during": during, "after": threads()}
+    (out / f"threads-rank{rank}.json").write_text(json.dumps(counts))
 
 
 if __name__ == "__main__":

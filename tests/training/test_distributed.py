@@ -39,10 +39,19 @@ def _run_worker(worker: str, out: Path, argument: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.fixture(scope="module")
+def strategy_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every loss strategy trained in turn on two ranks, in one torchrun launch."""
+    out = tmp_path_factory.mktemp("strategies")
+    _run_worker("ddp_worker.py", out, ",".join(STRATEGIES))
+    return out
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy: str) -> None:
-    _run_worker("ddp_worker.py", tmp_path, strategy)
-    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+def test_ranks_agree_on_metrics_weights_and_loss_state(strategy_runs: Path, strategy: str) -> None:
+    rank0, rank1 = (
+        json.loads((strategy_runs / f"{strategy}-rank{r}.json").read_text()) for r in (0, 1)
+    )
     assert rank0["world"] == rank1["world"] == 2
     assert rank0["history"] == rank1["history"]  # train metrics reduced over both ranks
     assert rank0["evaluate"] == rank1["evaluate"]
@@ -51,11 +60,14 @@ def test_ranks_agree_on_metrics_weights_and_loss_state(tmp_path: Path, strategy:
     assert rank0["evaluate"]["digit_accuracy"] > 50  # it learned: chance is 10%
     assert all("grad_cosine" in row for row in rank0["history"])  # the probe, on both ranks
     assert [row["epoch"] for row in rank0["history"]] == [1, 2, 3]
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
-    # Leaving the group stops gloo's threads, with the Trainer still alive: none is left
-    # to free a collective's tensors while the interpreter shuts down (which aborted).
-    for report in (rank0, rank1):
-        threads = report["threads"]
+    assert load_checkpoint(strategy_runs / strategy / "last.pt")["epoch"] == 3
+
+
+def test_leaving_the_group_stops_its_threads_while_trainers_live(strategy_runs: Path) -> None:
+    """Gloo's worker threads end with cleanup(), every Trainer still alive: none is left
+    to free a collective's tensors while the interpreter shuts down (which aborted)."""
+    for rank in (0, 1):
+        threads = json.loads((strategy_runs / f"threads-rank{rank}.json").read_text())
         assert threads["during"] > threads["before"] == threads["after"], threads
 
 
@@ -130,24 +142,31 @@ def _union_of_the_ranks_batches(method: str) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in model.state_dict().items()}
 
 
-def test_every_gradient_method_keeps_the_ranks_identical(tmp_path: Path) -> None:
-    """One torchrun for all methods; upgrad's run is also checked against one process."""
-    methods = [m for m in METHODS if m != "none"]
-    _run_worker("ddp_method_worker.py", tmp_path, ",".join(methods))
+GRADIENT_METHODS = [m for m in METHODS if m != "none"]
+
+
+@pytest.fixture(scope="module")
+def method_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every gradient method trained in turn on two ranks, in one torchrun launch."""
+    out = tmp_path_factory.mktemp("methods")
+    _run_worker("ddp_method_worker.py", out, ",".join(GRADIENT_METHODS))
+    return out
+
+
+def test_every_gradient_method_keeps_the_ranks_identical(method_runs: Path) -> None:
     start = _initial_weights()
-    for method in methods:
-        rank0, rank1 = (torch.load(tmp_path / f"{method}-rank{r}.pt") for r in (0, 1))
+    for method in GRADIENT_METHODS:
+        rank0, rank1 = (torch.load(method_runs / f"{method}-rank{r}.pt") for r in (0, 1))
         for key in rank0:
             assert torch.equal(rank0[key], rank1[key]), (method, key)
             assert torch.isfinite(rank0[key]).all(), (method, key)
         assert any(not torch.equal(rank0[k], start[k]) for k in start), method  # it trained
     # The worker never left the group itself: at exit, it was left and its threads joined.
-    assert [(tmp_path / f"threads-rank{r}.txt").read_text() for r in (0, 1)] == ["1", "1"]
+    assert [(method_runs / f"threads-rank{r}.txt").read_text() for r in (0, 1)] == ["1", "1"]
 
 
-def test_a_gradient_method_on_two_ranks_equals_one_process_on_the_union(tmp_path: Path) -> None:
-    _run_worker("ddp_method_worker.py", tmp_path, "upgrad")
-    rank0 = torch.load(tmp_path / "upgrad-rank0.pt")
+def test_a_gradient_method_on_two_ranks_equals_one_process_on_the_union(method_runs: Path) -> None:
+    rank0 = torch.load(method_runs / "upgrad-rank0.pt")
     union = _union_of_the_ranks_batches("upgrad")
     moved = 0.0
     for key, value in union.items():
