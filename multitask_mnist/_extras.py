@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from multitask_mnist.errors import MultitaskMnistError
+
 __all__ = ["MissingExtraError", "require"]
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(MultitaskMnistError, ImportError):
     """A feature needs packages of an optional extra that are not installed.
 
     Example:

@@ -6,36 +6,38 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
+
 __all__ = ["check_bool", "check_choice", "check_int", "check_number"]
 
 
 def check_bool(name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool (not merely truthy)."""
     if not isinstance(value, bool):
-        raise TypeError(f"Expected argument `{name}` to be a bool, got {value!r}")
+        raise InvalidTypeError(f"Expected argument `{name}` to be a bool, got {value!r}")
     return value
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     """Return ``value`` if it is an int (not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
+        raise InvalidTypeError(
             f"Expected argument `{name}` to be an int, got {value!r} ({type(value).__name__})"
         )
     if minimum is not None and value < minimum:
-        raise ValueError(f"Expected argument `{name}` to be >= {minimum}, got {value}")
+        raise InvalidValueError(f"Expected argument `{name}` to be >= {minimum}, got {value}")
     return value
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None) -> float:
     """Return ``value`` as a float if it is a finite real number of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
+        raise InvalidTypeError(
             f"Expected argument `{name}` to be a number, got {value!r} ({type(value).__name__})"
         )
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         bound = "a finite number" if minimum is None else f"a finite number >= {minimum}"
-        raise ValueError(f"Expected argument `{name}` to be {bound}, got {value}")
+        raise InvalidValueError(f"Expected argument `{name}` to be {bound}, got {value}")
     return float(value)
 
 
@@ -44,5 +46,5 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     options = tuple(choices)
     if value not in options:
         listed = ", ".join(repr(c) for c in options)
-        raise ValueError(f"Expected argument `{name}` to be one of {listed}, got {value!r}")
+        raise InvalidValueError(f"Expected argument `{name}` to be one of {listed}, got {value!r}")
     return str(value)

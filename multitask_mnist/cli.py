@@ -29,6 +29,7 @@ from multitask_mnist.data import (
     image_to_tensor,
     load_mnist,
 )
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.methods import METHODS
 from multitask_mnist.models import FUSION_MODES, MultiTaskNet
@@ -338,7 +339,7 @@ def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
         >>> run_train(parser.parse_args(["--limit", "0"]))
         Traceback (most recent call last):
         ...
-        ValueError: Expected argument `limit` to be >= 1, got 0
+        multitask_mnist.errors.InvalidValueError: Expected argument `limit` to be >= 1, got 0
     """
     if args.limit is not None:
         check_int("limit", args.limit, minimum=1)
@@ -404,7 +405,7 @@ def train_callbacks(args: argparse.Namespace) -> list[Callback]:
 def _digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
     """``model``, if it reads an image and a number and predicts the digit and the sum."""
     if model.task_names != ("digit", "sum") or model.input_names != ("image", "number"):
-        raise ValueError(
+        raise InvalidValueError(
             f"Preset {preset!r} predicts {', '.join(model.task_names)} from "
             f"{', '.join(model.input_names)}; the command line trains and runs digit + sum "
             "networks (see examples/ for others, such as examples/train_multi_mnist.py)"
@@ -457,12 +458,12 @@ def run_predict(args: argparse.Namespace) -> int:
         with Image.open(args.image) as picture:
             image = image_to_tensor(picture, fit=True)
     except UnidentifiedImageError as error:
-        raise ValueError(f"{args.image} is not an image PIL can read") from error
+        raise InvalidValueError(f"{args.image} is not an image PIL can read") from error
     number = model.inputs["number"]
     low = number.low if number.low is not None else -math.inf
     high = number.high if number.high is not None else math.inf
     if not low <= args.number <= high:
-        raise ValueError(f"NUMBER must be in {low:g}..{high:g}, got {args.number}")
+        raise InvalidValueError(f"NUMBER must be in {low:g}..{high:g}, got {args.number}")
     trainer = Trainer(model, device=args.device, progress=False)
     prediction = trainer.predict(
         {"image": image.unsqueeze(0), "number": torch.tensor([args.number])}

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from multitask_mnist._extras import require
 from multitask_mnist.data import MNIST_MEAN, MNIST_STD, image_to_tensor
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.models import Input, MultiTaskNet
 
 __all__ = ["DemoResult", "build_demo", "check_demo_model", "launch_demo", "predict_drawing"]
@@ -90,7 +91,7 @@ def check_demo_model(model: MultiTaskNet) -> tuple[str, list[Input]]:
         >>> check_demo_model(presets.mnist_addition())
         Traceback (most recent call last):
         ...
-        ValueError: The demo shows networks that read one (1, 28, 28) image and whole ...
+        multitask_mnist.errors.InvalidValueError: The demo shows networks that read one (1, 28, 28) image and whole ...
     """
     images = [spec for spec in model.inputs.values() if spec.shape == (1, 28, 28)]
     numbers = [spec for spec in model.inputs.values() if spec.shape == ()]
@@ -100,7 +101,7 @@ def check_demo_model(model: MultiTaskNet) -> tuple[str, list[Input]]:
     if len(images) != 1 or len(images) + len(numbers) != len(model.inputs) or not bounded:
         reads = ", ".join(f"{spec.name} {spec.shape}" for spec in model.inputs.values())
         preset = f"preset {model.preset['name']!r}" if model.preset else "this network"
-        raise ValueError(
+        raise InvalidValueError(
             "The demo shows networks that read one (1, 28, 28) image and whole numbers "
             f"in a range; {preset} reads {reads}"
         )

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from multitask_mnist._extras import require
 from multitask_mnist._validation import check_choice, check_int
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.models import MultiTaskNet
 
 __all__ = [
@@ -141,7 +142,7 @@ def save_safetensors(model: MultiTaskNet, path: str | os.PathLike[str]) -> Path:
     _check_model(model)
     safetensors_torch = require("safetensors.torch", "export", "safetensors export")
     if model.preset is None:
-        raise ValueError(
+        raise InvalidValueError(
             "Expected a network built by a preset (its `preset` names the builder), got one "
             "built by hand; save its state_dict with safetensors.torch.save_file yourself"
         )
@@ -228,7 +229,7 @@ def export_model(model: MultiTaskNet, path: str | os.PathLike[str], format: str 
         >>> export_model(presets.mnist_sum(), "net.bin", format="pickle")
         Traceback (most recent call last):
         ...
-        ValueError: Expected argument `format` to be one of 'onnx', 'safetensors', got 'pickle'
+        multitask_mnist.errors.InvalidValueError: Expected argument `format` to be one of 'onnx', 'safetensors', got 'pickle'
     """
     check_choice("format", format, EXPORT_FORMATS)
     if format == "onnx":
@@ -238,4 +239,4 @@ def export_model(model: MultiTaskNet, path: str | os.PathLike[str], format: str 
 
 def _check_model(model: object) -> None:
     if not isinstance(model, MultiTaskNet):
-        raise TypeError(f"Expected `model` to be a MultiTaskNet, got {type(model).__name__}")
+        raise InvalidTypeError(f"Expected `model` to be a MultiTaskNet, got {type(model).__name__}")

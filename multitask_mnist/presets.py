@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 import torch
 from torch import nn
 
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.models import (
     Block,
     Conv,
@@ -99,7 +100,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
-            raise ValueError(f"A preset named {name!r} is already registered")
+            raise InvalidValueError(f"A preset named {name!r} is already registered")
 
         @functools.wraps(builder)
         def build(**kwargs: Any) -> MultiTaskNet:
@@ -232,7 +233,7 @@ def from_checkpoint(
 
 def _lookup(name: str) -> Callable[..., MultiTaskNet]:
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown preset {name!r}; known presets: {', '.join(names())}")
+        raise InvalidValueError(f"Unknown preset {name!r}; known presets: {', '.join(names())}")
     return _REGISTRY[name]
 
 
@@ -240,10 +241,12 @@ def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
     """Refuse overrides the preset cannot honour: unknown names, or other values for pinned ones."""
     unknown = sorted(set(overrides) - set(pinned))
     if unknown:
-        raise TypeError(f"{preset}() got unexpected keyword argument(s): {', '.join(unknown)}")
+        raise InvalidTypeError(
+            f"{preset}() got unexpected keyword argument(s): {', '.join(unknown)}"
+        )
     for key, value in overrides.items():
         if value != pinned[key]:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Preset {preset!r} pins {key}={pinned[key]!r}; got {key}={value!r}. "
                 "Build a MultiTaskNet from its blocks (or digit_sum_net) to change it."
             )
@@ -371,7 +374,7 @@ def mnist_sum_bn(
     """
     _pin("mnist_sum_bn", pinned, num_classes=10, in_channels=1, hidden=(5, 5), global_pool=True)
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
+        raise InvalidValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
     return _multitask_net(
         MNIST_SUM_BN_LAYERS,
         hidden=(5, 5),
@@ -412,7 +415,7 @@ def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
     """
     _pin("multi_mnist_lenet", pinned, num_classes=10)
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
+        raise InvalidValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
     return MultiTaskNet(
         {
             "encoder": Block(MultiLeNetEncoder(dropout), ["image"]),
@@ -461,9 +464,9 @@ def mnist_addition(*, digits: int = 1, **pinned: Any) -> MultiTaskNet:
     """
     _pin("mnist_addition", pinned, base=10)
     if isinstance(digits, bool) or not isinstance(digits, int):
-        raise TypeError(f"Expected argument `digits` to be an int, got {digits!r}")
+        raise InvalidTypeError(f"Expected argument `digits` to be an int, got {digits!r}")
     if digits < 1:
-        raise ValueError(f"Expected argument `digits` to be >= 1, got {digits}")
+        raise InvalidValueError(f"Expected argument `digits` to be >= 1, got {digits}")
     head = SumOfNumbers(operands=2, digits=digits)
     return MultiTaskNet(
         {

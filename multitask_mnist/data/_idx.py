@@ -14,13 +14,15 @@ import os
 import struct
 from pathlib import Path
 
+from multitask_mnist.errors import MultitaskMnistError
+
 __all__ = ["DataFileError", "check_idx_pair", "read_idx_shape"]
 
 # IDX magic: two zero bytes, a type code, and the number of dimensions.
 _UBYTE = 0x08
 
 
-class DataFileError(ValueError):
+class DataFileError(MultitaskMnistError, ValueError):
     """A data file exists but cannot be parsed; the message names the file and the fault.
 
     A subclass of :class:`ValueError`, raised by :func:`~multitask_mnist.data.load_mnist`.

@@ -17,6 +17,7 @@ from multitask_mnist.data.image import (
     image_to_tensor,
     normalize,
 )
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.tasks.task import MISSING
 
 __all__ = ["AugmentedDigitDataset", "DigitSample"]
@@ -131,10 +132,10 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
         self.high = check_int("high", high)
         self.seed = check_int("seed", seed)
         if low > high:
-            raise ValueError(f"Expected `low` <= `high`, got low={low}, high={high}")
+            raise InvalidValueError(f"Expected `low` <= `high`, got low={low}, high={high}")
         self.digit_labels = check_number("digit_labels", digit_labels, minimum=0.0)
         if digit_labels > 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected argument `digit_labels` to be in [0, 1], got {digit_labels}"
             )
         self.base = base
@@ -251,9 +252,9 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
     def _check_label(cls, label: Any, index: int) -> Tensor:
         value = label.item() if isinstance(label, Tensor) and label.numel() == 1 else label
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"Base label at index {index} is {label!r}; expected an int 0-9")
+            raise InvalidTypeError(f"Base label at index {index} is {label!r}; expected an int 0-9")
         if not 0 <= value < cls.NUM_CLASSES:
-            raise ValueError(f"Base label at index {index} is {value}, outside 0-9")
+            raise InvalidValueError(f"Base label at index {index} is {value}, outside 0-9")
         return torch.tensor(value, dtype=torch.long)
 
     @classmethod
@@ -272,12 +273,14 @@ class AugmentedDigitDataset(Dataset[DigitSample]):
         if data.dtype != torch.uint8 or targets.dtype not in (torch.int64, torch.int32):
             return None
         if tuple(data.shape[1:]) != cls.IMAGE_SHAPE[1:]:
-            raise ValueError(f"Base images have shape {tuple(data.shape[1:])}; expected (28, 28)")
+            raise InvalidValueError(
+                f"Base images have shape {tuple(data.shape[1:])}; expected (28, 28)"
+            )
         used = targets if index_map is None else targets[index_map]
         bad = (used < 0) | (used >= cls.NUM_CLASSES)
         if bool(bad.any()):
             position = int(bad.nonzero()[0, 0])
-            raise ValueError(
+            raise InvalidValueError(
                 f"Base label at index {position} is {int(used[position])}, outside 0-9"
             )
         return _TensorSource(data, targets.long(), index_map)

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from multitask_mnist.errors import InvalidTypeError
+
 __all__ = ["WithFields", "as_fields", "to_device"]
 
 
@@ -36,20 +38,20 @@ def as_fields(sample: Any) -> dict[str, Tensor]:
         >>> as_fields((torch.zeros(1), torch.tensor(3)))
         Traceback (most recent call last):
         ...
-        TypeError: Expected samples with named fields (a NamedTuple or a dict of tensors), got tuple
+        multitask_mnist.errors.InvalidTypeError: Expected samples with named fields (a NamedTuple or a dict of tensors), got tuple
     """
     if isinstance(sample, Mapping):
         fields = dict(sample)
     elif isinstance(sample, tuple) and hasattr(sample, "_asdict"):
         fields = sample._asdict()
     else:
-        raise TypeError(
+        raise InvalidTypeError(
             "Expected samples with named fields (a NamedTuple or a dict of tensors), "
             f"got {type(sample).__name__}"
         )
     for name, value in fields.items():
         if not isinstance(value, Tensor):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected field {name!r} of the sample to be a tensor, got {type(value).__name__}"
             )
     return fields
@@ -90,7 +92,9 @@ class WithFields(Dataset[dict[str, Tensor]]):
     def __init__(self, dataset: Any, **fields: Callable[[dict[str, Tensor]], Tensor]) -> None:
         for name, function in fields.items():
             if not callable(function):
-                raise TypeError(f"Expected field {name!r} to be a function, got {function!r}")
+                raise InvalidTypeError(
+                    f"Expected field {name!r} to be a function, got {function!r}"
+                )
         self.dataset = dataset
         self.fields = fields
 

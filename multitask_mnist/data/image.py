@@ -8,6 +8,8 @@ import torch
 from PIL import Image, ImageOps, ImageStat
 from torch import Tensor
 
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
+
 __all__ = ["IMAGE_SHAPE", "MNIST_MEAN", "MNIST_STD", "image_to_tensor", "normalize"]
 
 #: Mean and standard deviation of MNIST's training pixels, scaled to 0-1.
@@ -112,9 +114,11 @@ def image_to_tensor(image: Any, *, fit: bool = False) -> Tensor:
     elif not isinstance(image, Tensor):
         image = torch.as_tensor(image)
     if not (image.dtype == torch.uint8 or image.is_floating_point()):
-        raise TypeError(f"has dtype {image.dtype}; expected uint8 (0-255) or a float dtype (0-1)")
+        raise InvalidTypeError(
+            f"has dtype {image.dtype}; expected uint8 (0-255) or a float dtype (0-1)"
+        )
     if image.ndim == 2:
         image = image.unsqueeze(0)
     if tuple(image.shape) != IMAGE_SHAPE:
-        raise ValueError(f"has shape {tuple(image.shape)}; expected (28, 28) or (1, 28, 28)")
+        raise InvalidValueError(f"has shape {tuple(image.shape)}; expected (28, 28) or (1, 28, 28)")
     return normalize(image)

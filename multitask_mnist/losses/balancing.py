@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses.weighting import LossWeighting
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def last_shared_layer(model: MultiTaskNet) -> list[Tensor]:
             if own:
                 layer = own
     if not layer:
-        raise ValueError(
+        raise InvalidValueError(
             "GradNorm needs a layer that several tasks share; this model has none "
             f"(blocks and their tasks: {model.block_tasks()})"
         )

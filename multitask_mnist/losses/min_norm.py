@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses.weighting import LossWeighting
 
 if TYPE_CHECKING:
@@ -60,14 +61,14 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
         if name not in shared:
             frontier |= shared.intersection(block.reads)
     if not frontier:
-        raise ValueError(
+        raise InvalidValueError(
             "MGDA-UB needs a block that several tasks share; this model has none "
             f"(blocks and their tasks: {owners})"
         )
     stops = model.gradient_stops()
     if stops:
         stopping, shared_block = stops[0]
-        raise ValueError(
+        raise InvalidValueError(
             f"MGDA-UB weighs each task's gradient on the shared representation, but block "
             f"{stopping!r} passes none back to {shared_block!r}: task {owners[stopping][0]!r} "
             "would have a zero gradient and take all the weight; use a differentiable "

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_choice, check_number
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting
 from multitask_mnist.losses.functional import MultiLossOutput
 from multitask_mnist.losses.min_norm import MGDAUBWeighting
@@ -140,7 +141,7 @@ class WeightedMultiLoss(nn.Module):
             self.weighting = strategy
             strategy = getattr(strategy, "name", type(strategy).__name__)
         elif not isinstance(strategy, str):
-            raise TypeError(
+            raise InvalidTypeError(
                 "Expected `strategy` to be one of "
                 f"{', '.join(map(repr, STRATEGIES))} or a LossWeighting, got "
                 f"{type(strategy).__name__}"
@@ -149,12 +150,12 @@ class WeightedMultiLoss(nn.Module):
             check_choice("strategy", strategy, STRATEGIES)
         self.strategy = strategy
         if weights is not None and strategy != "fixed":
-            raise ValueError(
+            raise InvalidValueError(
                 f"Argument `weights` applies to strategy='fixed' only; got strategy={strategy!r}"
             )
         self.temperature = check_number("temperature", temperature)
         if self.temperature <= 0:
-            raise ValueError(f"Expected argument `temperature` to be > 0, got {temperature}")
+            raise InvalidValueError(f"Expected argument `temperature` to be > 0, got {temperature}")
         self.given_weights = self._check_values(dict(weights or {}))
         self.tasks: tuple[Task, ...] = ()
         self.weights: dict[str, float] = {}
@@ -165,9 +166,13 @@ class WeightedMultiLoss(nn.Module):
     def _check_values(given: dict[str, float]) -> dict[str, float]:
         for task, value in given.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Expected `weights[{task!r}]` to be a number, got {value!r}")
+                raise InvalidTypeError(
+                    f"Expected `weights[{task!r}]` to be a number, got {value!r}"
+                )
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"Expected `weights[{task!r}]` to be finite and >= 0, got {value}")
+                raise InvalidValueError(
+                    f"Expected `weights[{task!r}]` to be finite and >= 0, got {value}"
+                )
         return {task: float(value) for task, value in given.items()}
 
     def bind(self, tasks: Sequence[Task]) -> None:
@@ -183,21 +188,21 @@ class WeightedMultiLoss(nn.Module):
         names = [task.name for task in tasks]
         if self.tasks:
             if self.tasks != tasks:
-                raise ValueError(
+                raise InvalidValueError(
                     f"This loss is for tasks {', '.join(map(repr, self.tasks))}; the model has "
                     f"{', '.join(map(repr, tasks))}"
                 )
             return
         if not tasks:
-            raise ValueError("Expected at least one task, got none")
+            raise InvalidValueError("Expected at least one task, got none")
         unknown = sorted(set(self.given_weights) - set(names))
         if unknown:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Unknown task name(s) in `weights`: {', '.join(map(repr, unknown))}; "
                 f"the tasks are {', '.join(map(repr, names))}"
             )
         if self._custom and self.weighting.num_tasks != len(tasks):
-            raise ValueError(
+            raise InvalidValueError(
                 f"The strategy {self.strategy!r} was built for {self.weighting.num_tasks} "
                 f"task(s); the model has {len(tasks)}"
             )

@@ -7,6 +7,7 @@ from typing import Any
 
 from multitask_mnist._extras import MissingExtraError
 from multitask_mnist._validation import check_choice, check_int
+from multitask_mnist.errors import InvalidTypeError
 
 __all__ = ["METHODS", "SOLVER_METHODS", "MissingExtraError", "make_aggregator"]
 
@@ -73,7 +74,7 @@ def make_aggregator(method: Any, num_tasks: int) -> Any:
 
         if isinstance(method, Aggregator):
             return method
-        raise TypeError(
+        raise InvalidTypeError(
             f"Expected `method` to be one of {', '.join(map(repr, METHODS))} or a "
             f"torchjd.aggregation.Aggregator, got {type(method).__name__}"
         )

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from multitask_mnist.errors import InvalidValueError
+
 __all__ = ["GradientDiagnostics", "GradientProbe"]
 
 
@@ -120,7 +122,7 @@ def gramian(rows: Sequence[Tensor]) -> Tensor:
         part = flat @ flat.T
         total = part if total is None else total + part
     if total is None:
-        raise ValueError("Expected at least one parameter's Jacobian, got none")
+        raise InvalidValueError("Expected at least one parameter's Jacobian, got none")
     return total
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.methods.diagnostics import GradientDiagnostics, gramian
 from multitask_mnist.models import MultiTaskNet
 
@@ -86,7 +87,7 @@ class GradientAggregation:
         #: How the task gradients of each step relate (cosine, norms, weights).
         self.diagnostics = GradientDiagnostics()
         if not self.shared:
-            raise ValueError(
+            raise InvalidValueError(
                 "A gradient method needs shared parameters (a block that several tasks "
                 "depend on); this model has none"
             )
@@ -169,7 +170,9 @@ def _nash_mtl_state(aggregator: Any) -> dict[str, Any] | None:
 def _load_nash_mtl_state(aggregator: Any, state: dict[str, Any]) -> None:
     weighting = _nash_mtl_weighting(aggregator)
     if weighting is None:
-        raise ValueError("The checkpoint holds Nash-MTL's state, but the method is not Nash-MTL")
+        raise InvalidValueError(
+            "The checkpoint holds Nash-MTL's state, but the method is not Nash-MTL"
+        )
     for key in _NASH_MTL_ARRAYS:
         setattr(weighting, key, state[key].numpy().copy())
     weighting.step = state["step"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidValueError
+
 __all__ = ["PerImage", "SumOfNumbers", "convolve_log"]
 
 
@@ -105,9 +107,11 @@ class SumOfNumbers(nn.Module):
         super().__init__()
         for name, value, minimum in (("operands", operands, 1), ("digits", digits, 1)):
             if value < minimum:
-                raise ValueError(f"Expected argument `{name}` to be >= {minimum}, got {value}")
+                raise InvalidValueError(
+                    f"Expected argument `{name}` to be >= {minimum}, got {value}"
+                )
         if base < 2:
-            raise ValueError(f"Expected argument `base` to be >= 2, got {base}")
+            raise InvalidValueError(f"Expected argument `base` to be >= 2, got {base}")
         self.operands, self.digits, self.base = operands, digits, base
         self.num_classes = operands * (int(base**digits) - 1) + 1
 
@@ -120,7 +124,7 @@ class SumOfNumbers(nn.Module):
         """
         expected = (self.operands * self.digits, self.base)
         if tuple(logits.shape[1:]) != expected:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected digit logits of shape (B, {expected[0]}, {expected[1]}), got "
                 f"{tuple(logits.shape)}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.models.head import ScalarFusionHead
 from multitask_mnist.models.net import Block, Input, MultiTaskNet
 from multitask_mnist.models.trunk import ConvTrunk
@@ -38,7 +39,7 @@ def digit_sum_net(trunk: ConvTrunk, head: ScalarFusionHead) -> MultiTaskNet:
         (torch.Size([2, 10]), torch.Size([2]))
     """
     if trunk.out_features != head.num_classes:
-        raise ValueError(
+        raise InvalidValueError(
             f"The trunk gives {trunk.out_features} logits but the head expects "
             f"num_classes={head.num_classes}"
         )

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_choice, check_int
+from multitask_mnist.errors import InvalidValueError
 
 __all__ = ["EXACT_SLACK", "FUSION_MODES", "AdderCertificate", "Fusion", "ScalarFusionHead"]
 
@@ -145,12 +146,12 @@ class ScalarFusionHead(nn.Module):
         check_int("num_classes", num_classes, minimum=2)
         check_int("num_side", num_side, minimum=1)
         if not hidden:
-            raise ValueError("Expected argument `hidden` to name at least one width, got ()")
+            raise InvalidValueError("Expected argument `hidden` to name at least one width, got ()")
         for width in hidden:
             check_int("hidden", width, minimum=1)
         low, high = (check_int("side_range", v) for v in side_range)
         if low > high:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected `side_range` as (low, high) with low <= high, got {side_range}"
             )
         self.fusion = check_choice("fusion", fusion, FUSION_MODES)

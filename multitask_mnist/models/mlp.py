@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_int
+from multitask_mnist.errors import InvalidValueError
 
 __all__ = ["MLPHead"]
 
@@ -52,7 +53,7 @@ class MLPHead(nn.Module):
         """Concatenate ``values`` and map them to the output; see the class docstring."""
         x = torch.cat([v.reshape(v.shape[0], -1).float() for v in values], dim=1)
         if x.shape[1] != self.in_features:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected inputs of {self.in_features} values per sample in all, got {x.shape[1]}"
             )
         with torch.autocast(device_type=x.device.type, enabled=False):  # small: float32

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from multitask_mnist._validation import check_int
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.tasks.losses import label_mask
 from multitask_mnist.tasks.task import Task, teacher_forced_key
 
@@ -66,7 +67,7 @@ class Input:
         >>> number.check(torch.tensor([3, 12]))
         Traceback (most recent call last):
         ...
-        ValueError: Expected `number` to hold whole numbers in 0..9, got 12
+        multitask_mnist.errors.InvalidValueError: Expected `number` to hold whole numbers in 0..9, got 12
     """
 
     name: str
@@ -77,14 +78,14 @@ class Input:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected argument `name` to be an identifier such as 'image', got {self.name!r}"
             )
         object.__setattr__(self, "shape", tuple(self.shape))
         for size in self.shape:
             check_int("shape", size, minimum=1)
         if self.low is not None and self.high is not None and self.low > self.high:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected `low <= high` for input {self.name!r}, got {self.low} > {self.high}"
             )
 
@@ -99,17 +100,19 @@ class Input:
         if not isinstance(value, Tensor) or value.dtype == torch.bool or value.is_complex():
             got = value.dtype if isinstance(value, Tensor) else type(value).__name__
             kind = "an integer or float" if self.integer else "a floating-point"
-            raise TypeError(f"Expected `{name}` to be {kind} tensor, got {got}")
+            raise InvalidTypeError(f"Expected `{name}` to be {kind} tensor, got {got}")
         if not self.integer and not value.is_floating_point():
-            raise TypeError(f"Expected `{name}` to be a floating-point tensor, got {value.dtype}")
+            raise InvalidTypeError(
+                f"Expected `{name}` to be a floating-point tensor, got {value.dtype}"
+            )
         if value.ndim != 1 + len(self.shape) or tuple(value.shape[1:]) != self.shape:
             want = ", ".join(["B", *map(str, self.shape)])
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected `{name}` of shape ({want}{',' if not self.shape else ''}), "
                 f"got {tuple(value.shape)}"
             )
         if batch is not None and value.shape[0] != batch:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected `{name}` to hold a batch of {batch} like the first input, "
                 f"got {value.shape[0]}"
             )
@@ -118,7 +121,9 @@ class Input:
         bounded = self.low is not None or self.high is not None
         if value.is_floating_point() and not self.integer and not bounded:
             if not bool(torch.isfinite(value).all()):  # one reduction: images are large
-                raise ValueError(f"Expected `{name}` to be finite, got NaN or infinite values")
+                raise InvalidValueError(
+                    f"Expected `{name}` to be finite, got NaN or infinite values"
+                )
             return
         bad = ~torch.isfinite(value) if value.is_floating_point() else None
         if self.integer and value.is_floating_point():
@@ -129,7 +134,7 @@ class Input:
                 bad = out if bad is None else bad | out
         if bad is not None and bool(bad.any()):
             culprit = value[bad][0].item()
-            raise ValueError(f"Expected `{name}` to hold {self._allowed()}, got {culprit}")
+            raise InvalidValueError(f"Expected `{name}` to hold {self._allowed()}, got {culprit}")
 
     def _allowed(self) -> str:
         def show(bound: float) -> str:
@@ -177,18 +182,18 @@ class Block:
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected `module` to be an nn.Module, got {type(self.module).__name__}"
             )
         if isinstance(self.reads, str) or not self.reads:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected `reads` to be a non-empty list of names, got {self.reads!r}"
             )
         object.__setattr__(self, "reads", tuple(self.reads))
         if self.task is not None and not isinstance(self.task, Task):
-            raise TypeError(f"Expected `task` to be a Task or None, got {self.task!r}")
+            raise InvalidTypeError(f"Expected `task` to be a Task or None, got {self.task!r}")
         if self.teacher is not None and self.task is None:
-            raise ValueError("A block with a `teacher` must predict a `task`")
+            raise InvalidValueError("A block with a `teacher` must predict a `task`")
 
 
 class MultiTaskNet(nn.Module):
@@ -234,14 +239,16 @@ class MultiTaskNet(nn.Module):
         self.inputs: dict[str, Input] = {}
         for spec in inputs:
             if not isinstance(spec, Input):
-                raise TypeError(f"Expected each input to be an Input, got {spec!r}")
+                raise InvalidTypeError(f"Expected each input to be an Input, got {spec!r}")
             if spec.name == "targets":
-                raise ValueError("The input name 'targets' is reserved for forward(targets=...)")
+                raise InvalidValueError(
+                    "The input name 'targets' is reserved for forward(targets=...)"
+                )
             if spec.name in self.inputs:
-                raise ValueError(f"Two inputs are named {spec.name!r}")
+                raise InvalidValueError(f"Two inputs are named {spec.name!r}")
             self.inputs[spec.name] = spec
         if not self.inputs:
-            raise ValueError("Expected at least one input, got none")
+            raise InvalidValueError("Expected at least one input, got none")
         self._blocks: dict[str, Block] = {}
         for name, block in blocks.items():
             self._add_block(name, block)
@@ -249,17 +256,19 @@ class MultiTaskNet(nn.Module):
             b.task for b in self._blocks.values() if b.task is not None
         )
         if not self.tasks:
-            raise ValueError("Expected at least one block with a `task`, got none")
+            raise InvalidValueError("Expected at least one block with a `task`, got none")
         names = [task.name for task in self.tasks]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"Two blocks predict task {twice[0]!r}; give each task one block")
+            raise InvalidValueError(
+                f"Two blocks predict task {twice[0]!r}; give each task one block"
+            )
         #: ``{task: teacher task}`` for the teacher-forced blocks.
         self.teachers: dict[str, str] = {}
         for block in self._blocks.values():
             if block.teacher is not None and block.task is not None:
                 if block.teacher not in names:
-                    raise ValueError(
+                    raise InvalidValueError(
                         f"Block of task {block.task.name!r} has teacher {block.teacher!r}, "
                         f"which is not a task; the tasks are {', '.join(map(repr, names))}"
                     )
@@ -269,22 +278,26 @@ class MultiTaskNet(nn.Module):
 
     def _add_block(self, name: str, block: Block) -> None:
         if not isinstance(block, Block):
-            raise TypeError(f"Expected block {name!r} to be a Block, got {type(block).__name__}")
+            raise InvalidTypeError(
+                f"Expected block {name!r} to be a Block, got {type(block).__name__}"
+            )
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"Expected a block name such as 'trunk', got {name!r}")
+            raise InvalidValueError(f"Expected a block name such as 'trunk', got {name!r}")
         if name in self.inputs or name in self._blocks:
-            raise ValueError(f"The name {name!r} is used twice; inputs and blocks need their own")
+            raise InvalidValueError(
+                f"The name {name!r} is used twice; inputs and blocks need their own"
+            )
         known = [*self.inputs, *self._blocks]
         for read in block.reads:
             if read not in known:
-                raise ValueError(
+                raise InvalidValueError(
                     f"Block {name!r} reads {read!r}, which is neither an input nor an earlier "
                     f"block; known names: {', '.join(map(repr, known))}"
                 )
         try:
             self.add_module(name, block.module)
         except KeyError as error:  # the name of an attribute nn.Module has already
-            raise ValueError(f"Cannot name a block {name!r}: {error.args[0]}") from None
+            raise InvalidValueError(f"Cannot name a block {name!r}: {error.args[0]}") from None
         self._blocks[name] = block
 
     @property
@@ -340,31 +353,31 @@ class MultiTaskNet(nn.Module):
         if len(args) == 1 and isinstance(args[0], Mapping) and not named:
             return dict(args[0])
         if len(args) > len(self.inputs):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected at most {len(self.inputs)} positional inputs "
                 f"({', '.join(self.inputs)}), got {len(args)}"
             )
         inputs: dict[str, Tensor] = {}
         for name, value in zip(self.inputs, args, strict=False):
             if isinstance(value, Mapping):
-                raise TypeError("Pass the inputs as one mapping, or as tensors, not both")
+                raise InvalidTypeError("Pass the inputs as one mapping, or as tensors, not both")
             inputs[name] = value
         twice = sorted(set(inputs) & set(named))
         if twice:
-            raise TypeError(f"Got input {twice[0]!r} both by position and by keyword")
+            raise InvalidTypeError(f"Got input {twice[0]!r} both by position and by keyword")
         return inputs | named
 
     def check_inputs(self, inputs: Mapping[str, Tensor]) -> None:
         """Raise ``TypeError``/``ValueError`` naming the input that is missing or wrong."""
         if not isinstance(inputs, Mapping):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected the inputs as a mapping {{name: tensor}} with names "
                 f"{', '.join(map(repr, self.inputs))}, got {type(inputs).__name__}"
             )
         missing = [name for name in self.inputs if name not in inputs]
         unknown = sorted(set(inputs) - set(self.inputs))
         if missing or unknown:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Expected the inputs {', '.join(map(repr, self.inputs))}; "
                 + (f"missing {', '.join(map(repr, missing))}" if missing else "")
                 + ("; " if missing and unknown else "")

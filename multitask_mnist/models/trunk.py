@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidValueError
+
 __all__ = ["Conv", "ConvTrunk", "LayerSpec", "MaxPool"]
 
 
@@ -97,12 +99,16 @@ class ConvTrunk(nn.Sequential):
         global_pool: bool = False,
     ) -> None:
         if not layers or not isinstance(layers[-1], Conv):
-            raise ValueError(f"Expected argument `layers` to end with a Conv, got {list(layers)!r}")
+            raise InvalidValueError(
+                f"Expected argument `layers` to end with a Conv, got {list(layers)!r}"
+            )
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         channels, (h, w) = in_channels, input_size
         for i, spec in enumerate(layers):
             if not spec.name or spec.name in modules:
-                raise ValueError(f"Layer names must be unique and non-empty, got {spec.name!r}")
+                raise InvalidValueError(
+                    f"Layer names must be unique and non-empty, got {spec.name!r}"
+                )
             if isinstance(spec, Conv):
                 last = i == len(layers) - 1
                 norm = None if last or norm_layer is None else norm_layer(spec.out_channels)
@@ -129,11 +135,11 @@ class ConvTrunk(nn.Sequential):
                 h = _out_size(h, spec.kernel_size, stride, 0)
                 w = _out_size(w, spec.kernel_size, stride, 0)
             if h < 1 or w < 1:
-                raise ValueError(f"Layer {spec.name!r} shrinks the image below 1x1")
+                raise InvalidValueError(f"Layer {spec.name!r} shrinks the image below 1x1")
         if global_pool:
             modules["global_pool"] = nn.AdaptiveAvgPool2d(1)
         elif (h, w) != (1, 1):
-            raise ValueError(
+            raise InvalidValueError(
                 f"The last layer leaves a {h}x{w} map; reduce it to 1x1 or pass global_pool=True"
             )
         modules["flatten"] = nn.Flatten(1)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from multitask_mnist.errors import MissingFieldError
 from multitask_mnist.tasks.task import MISSING, Task, teacher_forced_key
 
 __all__ = ["label_mask", "masked_mean", "masked_task_losses", "task_masks"]
@@ -98,7 +99,9 @@ def masked_task_losses(
     losses: dict[str, Tensor] = {}
     for task in tasks:
         if task.name not in predictions:
-            raise KeyError(f"No prediction for task {task.name!r}; got {sorted(predictions)}")
+            raise MissingFieldError(
+                f"No prediction for task {task.name!r}; got {sorted(predictions)}"
+            )
         mask, target = found[task.name], targets[task.name]
         loss = task.masked_mean_loss(predictions[task.name], target, mask)
         teacher = teachers.get(task.name) if teachers is not None else None
@@ -137,7 +140,7 @@ def task_masks(
     found: dict[str, Tensor] = {}
     for task in tasks:
         if task.name not in targets:
-            raise KeyError(f"No target for task {task.name!r}; got {sorted(targets)}")
+            raise MissingFieldError(f"No target for task {task.name!r}; got {sorted(targets)}")
         given = masks.get(task.name) if masks is not None else None
         found[task.name] = given if given is not None else label_mask(targets[task.name])
     return found

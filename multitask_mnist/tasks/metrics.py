@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from multitask_mnist.errors import InvalidValueError, MissingFieldError
 from multitask_mnist.tasks.losses import task_masks
 from multitask_mnist.tasks.task import Task
 
@@ -63,12 +64,12 @@ class TaskMetrics:
         self.tasks = tuple(tasks)
         known = [task.name for task in self.tasks]
         if "joint" in known:
-            raise ValueError("A task may not be named 'joint': the metrics use the name")
+            raise InvalidValueError("A task may not be named 'joint': the metrics use the name")
         self.given = dict(given or {})
         for taught, other in self.given.items():
             for name in (taught, other):
                 if name not in known:
-                    raise ValueError(
+                    raise InvalidValueError(
                         f"Unknown task {name!r} in `given`; the tasks are "
                         f"{', '.join(map(repr, known))}"
                     )
@@ -181,6 +182,6 @@ class TaskMetrics:
         """Take back what :meth:`state_dict` returned."""
         missing = [name for name in self.names if name not in state]
         if missing:
-            raise KeyError(f"The saved metric sums lack {', '.join(missing)}")
+            raise MissingFieldError(f"The saved metric sums lack {', '.join(missing)}")
         values = [state[name] for name in self.names]
         self.sums.copy_(torch.tensor(values, dtype=torch.float64))

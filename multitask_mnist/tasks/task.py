@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from multitask_mnist._validation import check_choice, check_int
+from multitask_mnist.errors import InvalidValueError
 
 __all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind", "teacher_forced_key"]
 
@@ -94,14 +95,16 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Expected argument `name` to be a non-empty str, got {self.name!r}")
+            raise InvalidValueError(
+                f"Expected argument `name` to be a non-empty str, got {self.name!r}"
+            )
         check_choice("kind", self.kind, TASK_KINDS)
         if self.kind == "multiclass":
             if self.num_classes is None:
-                raise ValueError(f"Task {self.name!r} is multiclass: give its `num_classes`")
+                raise InvalidValueError(f"Task {self.name!r} is multiclass: give its `num_classes`")
             check_int("num_classes", self.num_classes, minimum=2)
         elif self.num_classes is not None:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Argument `num_classes` applies to multiclass tasks only; task {self.name!r} "
                 f"is {self.kind}"
             )

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from multitask_mnist._validation import check_choice
+from multitask_mnist.errors import InvalidValueError
 
 __all__ = [
     "PRECISIONS",
@@ -52,13 +53,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(
+        raise InvalidValueError(
             f"Expected argument `device` to be 'auto' or a torch device, got {device!r}"
         ) from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Argument `device` is {device!r} but CUDA is not available")
+        raise InvalidValueError(f"Argument `device` is {device!r} but CUDA is not available")
     if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"Argument `device` is {device!r} but MPS is not available")
+        raise InvalidValueError(f"Argument `device` is {device!r} but MPS is not available")
     return resolved
 
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TypedDict
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import MultitaskMnistError
 from multitask_mnist.models.net import PresetRecord
 
 __all__ = [
@@ -71,7 +72,7 @@ class TrainingState(TypedDict):
     preset: PresetRecord | None  # how to rebuild the model, if a preset built it
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MultitaskMnistError, RuntimeError):
     """A checkpoint could not be written, or read back as a checkpoint of this library.
 
     Example:

@@ -8,13 +8,15 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from multitask_mnist.errors import MultitaskMnistError
+
 __all__ = ["SIGNALS", "SignalCatcher", "TrainingInterrupted", "catch_signals"]
 
 #: The signals a cloud scheduler or a person sends to stop a run.
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(MultitaskMnistError, RuntimeError):
     """A signal stopped :meth:`~multitask_mnist.training.Trainer.fit`; the message says
     where the run stopped, where its checkpoint is and how to resume.
 

@@ -11,6 +11,8 @@ import weakref
 from pathlib import Path
 from typing import IO, ClassVar
 
+from multitask_mnist.errors import MultitaskMnistError
+
 __all__ = ["LOCK_FILE", "OutputDirLockedError", "RunLock"]
 
 #: The lock's file name inside an output folder.
@@ -22,7 +24,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-class OutputDirLockedError(RuntimeError):
+class OutputDirLockedError(MultitaskMnistError, RuntimeError):
     """Another live run holds the output folder.
 
     Example:

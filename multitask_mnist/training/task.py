@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist.errors import InvalidTypeError, MissingFieldError
 from multitask_mnist.losses import MultiLossOutput, WeightedMultiLoss
 from multitask_mnist.models import MultiTaskNet
 
@@ -66,13 +67,13 @@ class TrainingTask(nn.Module):
             KeyError: A field the model needs is missing, named with those present.
         """
         if not isinstance(batch, Mapping):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected the batch as a mapping of named tensors, got {type(batch).__name__}; "
                 "multitask_mnist.data.as_fields turns a NamedTuple batch into one"
             )
         missing = [n for n in (*self.model.input_names, *self.model.task_names) if n not in batch]
         if missing:
-            raise KeyError(
+            raise MissingFieldError(
                 f"The batch has no field {', '.join(map(repr, missing))}; it has "
                 f"{', '.join(map(repr, batch))}. Each sample needs the model's inputs "
                 f"({', '.join(self.model.input_names)}) and a label per task "

@@ -34,6 +34,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from multitask_mnist._validation import check_bool, check_choice, check_int, check_number
 from multitask_mnist.data.fields import as_fields, to_device
+from multitask_mnist.errors import (
+    InvalidTypeError,
+    InvalidValueError,
+    MultitaskMnistError,
+    PeerFailedError,
+)
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.methods import (
     METHODS,
@@ -84,7 +90,7 @@ logger = logging.getLogger(__name__)
 _CHECK_EVERY = 16
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(MultitaskMnistError, RuntimeError):
     """The training loss became NaN or infinite; checkpoints on disk hold the last good state.
 
     Example:
@@ -155,19 +161,19 @@ def _resolve_callbacks(
     for item in given:
         name, callback = item if isinstance(item, tuple) else (item.name, item)
         if callback is not None and not isinstance(callback, Callback):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Expected each callback to be a Callback or a (name, Callback | None) pair, "
                 f"got {callback!r}"
             )
         if name in defaults:
             defaults[name] = callback
         elif callback is None:
-            raise ValueError(
+            raise InvalidValueError(
                 f"Cannot remove callback {name!r}: the default callbacks are "
                 f"{', '.join(map(repr, defaults))}"
             )
         elif name in extra:
-            raise ValueError(f"Two callbacks are named {name!r}; give one another name")
+            raise InvalidValueError(f"Two callbacks are named {name!r}; give one another name")
         else:
             extra[name] = callback
     names = list(defaults)
@@ -299,7 +305,9 @@ class Trainer:
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, MultiTaskNet):
-            raise TypeError(f"Expected `model` to be a MultiTaskNet, got {type(model).__name__}")
+            raise InvalidTypeError(
+                f"Expected `model` to be a MultiTaskNet, got {type(model).__name__}"
+            )
         if isinstance(optimizer, str):
             check_choice("optimizer", optimizer, OPTIMIZERS)
         if isinstance(scheduler, str):
@@ -375,14 +383,14 @@ class Trainer:
             return None
         name = method if isinstance(method, str) else type(method).__name__
         if self.loss.strategy != "fixed":
-            raise ValueError(
+            raise InvalidValueError(
                 f"Method {name!r} combines the tasks' gradients itself; use the loss "
                 f"strategy 'fixed' with it (got {self.loss.strategy!r})"
             )
         stops = self.model.gradient_stops()
         if stops:
             block_name, shared_block = stops[0]
-            raise ValueError(
+            raise InvalidValueError(
                 f"Method {name!r} aggregates each task's gradient on the shared blocks, "
                 f"but block {block_name!r} passes none back to {shared_block!r} "
                 f"(task {self.model.block_tasks()[block_name][0]!r} would have a zero row); "
@@ -572,9 +580,9 @@ class Trainer:
         self, train_data: Dataset[Any], val_data: Dataset[Any] | None, resume: bool
     ) -> History:
         if resume and self.output_dir is None:
-            raise ValueError("`resume=True` needs `output_dir`, where the checkpoints are")
+            raise InvalidValueError("`resume=True` needs `output_dir`, where the checkpoints are")
         if len(train_data) == 0:  # type: ignore[arg-type]
-            raise ValueError("Expected `train_data` to hold at least one sample, got 0")
+            raise InvalidValueError("Expected `train_data` to hold at least one sample, got 0")
         self._claim_output_dir()
         shard = math.ceil(len(train_data) / distributed.world_size())  # type: ignore[arg-type]
         self.steps_per_epoch = math.ceil(shard / self.batch_size)
@@ -667,7 +675,7 @@ class Trainer:
         if failure is not None:
             raise failure
         if int(failed):
-            raise RuntimeError(f"Stopping: {what}")
+            raise PeerFailedError(f"Stopping: {what}")
 
     def _fire_on_all(self, event: str, *args: Any) -> None:
         """Fire an event whose callbacks may fail on one process (rank 0 writes files)."""
@@ -875,7 +883,9 @@ class Trainer:
         """Metrics (with the model's diagnostics if ``certify``) and a confusion matrix
         ``(C, C)`` (rows true, columns predicted) per multiclass task."""
         if len(data) == 0:  # type: ignore[arg-type]
-            raise ValueError("Expected the evaluation data to hold at least one sample, got 0")
+            raise InvalidValueError(
+                "Expected the evaluation data to hold at least one sample, got 0"
+            )
         totals = self._new_metrics()
         classes = {t.name: t.num_classes for t in self.model.tasks if t.num_classes is not None}
         confusion = {

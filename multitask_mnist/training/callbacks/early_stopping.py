@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from multitask_mnist._validation import check_choice, check_int, check_number
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.training.callbacks.base import Callback
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
-            raise ValueError(
+            raise InvalidValueError(
                 f"EarlyStopping monitors {self.monitor!r}, which is not among the epoch "
                 f"metrics: {', '.join(sorted(metrics))}"
             )

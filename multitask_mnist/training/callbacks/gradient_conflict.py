@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.training import distributed
 from multitask_mnist.training.callbacks.base import Callback
 from multitask_mnist.training.checkpoint import write_text_atomic
@@ -50,7 +51,7 @@ class GradientConflict(Callback):
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Expected argument `every` to be an int >= 1, got {every!r}")
+            raise InvalidValueError(f"Expected argument `every` to be an int >= 1, got {every!r}")
         self.every = every
         self.rows: list[dict[str, float]] = []
 
