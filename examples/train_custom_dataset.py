@@ -16,7 +16,6 @@ tensor of 28x28 pixels.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset, random_split
 
-from multitask_mnist import AugmentedDigitDataset, Trainer, presets
+from multitask_mnist import AugmentedDigitDataset, Trainer, presets, program
 
 
 class FolderDigits(Dataset[tuple[Image.Image, int]]):
@@ -49,8 +48,8 @@ class FolderDigits(Dataset[tuple[Image.Image, int]]):
             return image.convert("L"), label
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="folder with one subfolder of PNGs per label")
     defaults = Trainer.get_default_config()  # the library's defaults, in one place
     parser.add_argument("--epochs", type=int, default=defaults["epochs"])
@@ -58,15 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="mnist_sum", choices=presets.names())
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--output-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    # The Trainer reports each epoch through logging; show those lines as they are.
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+    return parser
 
-    try:
-        digits = FolderDigits(args.root)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+
+def main(args: argparse.Namespace) -> int:
+    digits = FolderDigits(args.root)
     split = torch.Generator().manual_seed(args.seed)
     train_part, val_part = random_split(range(len(digits)), [0.8, 0.2], generator=split)
     train = AugmentedDigitDataset(Subset(digits, list(train_part)), seed=args.seed)
@@ -90,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program.run(main, build_parser()))

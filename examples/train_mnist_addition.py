@@ -18,7 +18,6 @@ images against their true labels; ``metrics.json`` keeps both as
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -27,9 +26,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from multitask_mnist import load_mnist, presets
+from multitask_mnist import load_mnist, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MNISTAddition, normalize
-from multitask_mnist.training import Trainer, TrainingInterrupted, distributed, update_metrics_file
+from multitask_mnist.training import Trainer, distributed, update_metrics_file
 
 #: The seed of the test split's grouping: every run is scored on the same sums.
 TEST_SEED = 0
@@ -37,7 +36,7 @@ TEST_SEED = 0
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Trainer.get_default_config()  # the one place the defaults live
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits", type=int, default=1, help="digits per number, N")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64, help="samples (numbers pairs)")
@@ -66,9 +65,7 @@ def digit_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
     return 100.0 * right / len(images)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+def main(args: argparse.Namespace) -> int:
 
     # Data: numbers written in MNIST digits, labelled with their sums only.
     download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
@@ -94,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         config={"limit": args.limit, "digits": args.digits, "dataset": "MNIST-addition"},
     )
-    try:
-        trainer.fit(train, resume=args.resume)
-    except TrainingInterrupted as stopped:
-        if distributed.is_main_process():
-            print(stopped, file=sys.stderr)
-        return 128 + stopped.signal_number
+    trainer.fit(train, resume=args.resume)
     metrics = trainer.test(test)  # test_sum_accuracy in metrics.json
 
     # The latent digit classifier, on the 10,000 MNIST test images and their labels.
@@ -118,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program.run(main, build_parser()))

@@ -13,14 +13,13 @@ plain code: the command ``multitask-mnist train`` does the same.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 import torch
 from torch.utils.data import Subset
 
-from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets
+from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets, program
 from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
 from multitask_mnist.data import DATA_ENV_VAR
 from multitask_mnist.training import (
@@ -28,18 +27,17 @@ from multitask_mnist.training import (
     GradientConflict,
     TensorBoard,
     Trainer,
-    TrainingInterrupted,
     distributed,
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
     add_train_arguments(parser)  # the Trainer's defaults, as the command line has them
-    args = parser.parse_args(argv)
-    # The Trainer reports each epoch through logging; show those lines as they are.
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+    return parser
 
+
+def main(args: argparse.Namespace) -> int:
     # Data: MNIST images, each paired with a number 0-9 drawn from the seed.
     download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)  # into ./data
     images = load_mnist(args.data_dir, train=True, download=download)
@@ -77,12 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         config={"limit": args.limit, "digit_labels": args.digit_labels},  # for the record
     )
-    try:
-        trainer.fit(train, resume=args.resume)
-    except TrainingInterrupted as stopped:  # SIGTERM or Ctrl-C: saved, resumable
-        if distributed.is_main_process():
-            print(stopped, file=sys.stderr)
-        return 128 + stopped.signal_number
+    trainer.fit(train, resume=args.resume)  # SIGTERM or Ctrl-C: saved, resumable
     metrics = trainer.test(test)
     if distributed.is_main_process():  # under torchrun, one process prints
         print("Finished Training")
@@ -91,4 +84,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # One line on stderr for a mistake (a bad flag, a missing file), a traceback for a bug.
+    sys.exit(program.run(main, build_parser()))

@@ -23,7 +23,6 @@ like with like::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -33,11 +32,11 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Subset
 
-from multitask_mnist import WeightedMultiLoss, presets
+from multitask_mnist import WeightedMultiLoss, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MultiMNIST
 from multitask_mnist.losses import STRATEGIES
 from multitask_mnist.methods import METHODS
-from multitask_mnist.training import Trainer, TrainingInterrupted, distributed, update_metrics_file
+from multitask_mnist.training import Trainer, distributed, update_metrics_file
 
 #: The seed of the test split's pairing: every run is scored on the same images.
 TEST_SEED = 0
@@ -71,7 +70,7 @@ def task_weight(text: str) -> tuple[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Trainer.get_default_config()  # the one place the defaults live
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=defaults["epochs"])
     parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
     parser.add_argument("--lr", type=float, default=defaults["lr"])
@@ -102,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+def main(args: argparse.Namespace) -> int:
 
     # Data: 60,000 training and 10,000 test images of two digits each, paired by seed.
     download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
@@ -135,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         config={"limit": args.limit, "dataset": "MultiMNIST", "recipe": args.recipe},
         **recipe,
     )
-    try:
-        history = trainer.fit(train, test if sener else None, resume=args.resume)
-    except TrainingInterrupted as stopped:
-        if distributed.is_main_process():
-            print(stopped, file=sys.stderr)
-        return 128 + stopped.signal_number
+    history = trainer.fit(train, test if sener else None, resume=args.resume)
     metrics = trainer.test(test)
     if sener and distributed.is_main_process():
         # Their protocol: the epoch whose test accuracy is best (here, the best mean).
@@ -162,4 +154,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program.run(main, build_parser()))

@@ -17,7 +17,6 @@ explains each part.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -26,18 +25,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import Subset
 
-from multitask_mnist import MISSING, AugmentedDigitDataset, ConvTrunk, ScalarFusionHead, Task
+from multitask_mnist import (
+    MISSING,
+    AugmentedDigitDataset,
+    ConvTrunk,
+    ScalarFusionHead,
+    Task,
+    program,
+)
 from multitask_mnist.cli import add_train_arguments, mnist_test_split
 from multitask_mnist.data import DATA_ENV_VAR, WithFields, load_mnist
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import Block, Input, MLPHead, MultiTaskNet
 from multitask_mnist.presets import MNIST_SUM_LAYERS
-from multitask_mnist.training import (
-    GradientConflict,
-    Trainer,
-    TrainingInterrupted,
-    distributed,
-)
+from multitask_mnist.training import GradientConflict, Trainer, distributed
 
 
 def larger_label(sample: dict[str, Tensor]) -> Tensor:
@@ -64,12 +65,14 @@ def three_task_net(fusion: str = "argmax") -> MultiTaskNet:
     return MultiTaskNet(blocks, inputs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
     add_train_arguments(parser)
     parser.set_defaults(epochs=3, output_dir=Path("runs/three_tasks"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stdout)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
 
     # Data: the digit dataset, with the third task's label computed from its fields.
     download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
@@ -102,12 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         config={"limit": args.limit, "digit_labels": args.digit_labels},
     )
-    try:
-        trainer.fit(train, resume=args.resume)
-    except TrainingInterrupted as stopped:
-        if distributed.is_main_process():
-            print(stopped, file=sys.stderr)
-        return 128 + stopped.signal_number
+    trainer.fit(train, resume=args.resume)
     metrics = trainer.test(test)
     if distributed.is_main_process():
         print(f"Test accuracy on {len(test):,} images:")
@@ -117,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program.run(main, build_parser()))

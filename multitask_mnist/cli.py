@@ -7,24 +7,20 @@ checkpoint, a diverging run) ends in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from torch.utils.data import Subset
 
-from multitask_mnist import presets
-from multitask_mnist._extras import MissingExtraError
+from multitask_mnist import presets, program
 from multitask_mnist._validation import check_int
 from multitask_mnist.data import (
     DATA_ENV_VAR,
     AugmentedDigitDataset,
-    DataFileError,
     default_root,
     image_to_tensor,
     load_mnist,
@@ -33,16 +29,13 @@ from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
 from multitask_mnist.methods import METHODS
 from multitask_mnist.models import FUSION_MODES, MultiTaskNet
+from multitask_mnist.program import ArgumentParser, configure_logging
 from multitask_mnist.training import (
     PRECISIONS,
     Callback,
-    CheckpointError,
     GradientConflict,
-    NonFiniteLossError,
-    OutputDirLockedError,
     TensorBoard,
     Trainer,
-    TrainingInterrupted,
     distributed,
 )
 
@@ -57,35 +50,12 @@ __all__ = [
     "train_callbacks",
 ]
 
-logger = logging.getLogger("multitask_mnist")
-
 #: Seed of the test split's numbers: every run is scored on the same image/number pairs.
 TEST_SEED = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 #: The formats of ``multitask-mnist export`` (as :data:`multitask_mnist.export.EXPORT_FORMATS`,
 #: without importing the exporter at start-up).
 EXPORT_FORMATS = ("onnx", "safetensors")
-
-_USER_ERRORS = (
-    MissingExtraError,
-    ValueError,
-    TypeError,
-    FileNotFoundError,
-    DataFileError,
-    CheckpointError,
-    NonFiniteLossError,
-    OutputDirLockedError,
-    OSError,
-)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
         'evaluate'
     """
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="multitask-mnist",
         description="Read a handwritten digit and add a number to it.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     train = commands.add_parser("train", help="train a preset and test it on the 10,000 images")
     train.add_argument(
         "--preset", default="mnist_sum", help=f"one of: {', '.join(presets.names())}"
@@ -282,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="the file to write")
 
     commands.add_parser("presets", help="list the presets")
+    for command in commands.choices.values():  # messages name the subcommand
+        command.set_defaults(program_name=command.prog)
     return parser
 
 
@@ -500,20 +472,16 @@ def run_presets(_: argparse.Namespace) -> int:
     return 0
 
 
-def configure_logging() -> None:
-    """Show the library's INFO messages (the epoch lines) on stdout, as bare messages.
-
-    Example:
-        >>> configure_logging()
-        >>> logging.getLogger("multitask_mnist").level == logging.INFO
-        True
-    """
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+def _dispatch(args: argparse.Namespace) -> int:
+    commands = {
+        "train": lambda a: run_train(a, a.preset),
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+        "demo": run_demo,
+        "export": run_export,
+        "presets": run_presets,
+    }
+    return int(commands[args.command](args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -523,7 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status, 0 on success, 1 for a failed command, 2 for bad usage.
+        The exit status, 0 on success, 1 for a failed command, 2 for bad usage,
+        ``128 + signal`` when a signal stopped training (see
+        :func:`multitask_mnist.program.run`).
 
     Example:
         >>> main(["presets"])  # doctest: +ELLIPSIS
@@ -531,29 +501,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         mnist_sum          The documented network: ...
         0
     """
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    commands = {
-        "train": lambda a: run_train(a, a.preset),
-        "evaluate": run_evaluate,
-        "predict": run_predict,
-        "demo": run_demo,
-        "export": run_export,
-        "presets": run_presets,
-    }
-    try:
-        return int(commands[args.command](args))
-    except _USER_ERRORS as error:
-        if not distributed.is_main_process():
-            return EXIT_ERROR
-        print(f"multitask-mnist {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except TrainingInterrupted as stopped:
-        if distributed.is_main_process():
-            print(f"multitask-mnist {args.command}: {stopped}", file=sys.stderr)
-        return 128 + stopped.signal_number
-    except KeyboardInterrupt:
-        print(f"multitask-mnist {args.command}: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        distributed.cleanup()
+    return program.run(_dispatch, build_parser(), argv)

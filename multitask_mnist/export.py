@@ -229,7 +229,7 @@ def export_model(model: MultiTaskNet, path: str | os.PathLike[str], format: str 
         >>> export_model(presets.mnist_sum(), "net.bin", format="pickle")
         Traceback (most recent call last):
         ...
-        multitask_mnist.errors.InvalidValueError: Expected argument `format` to be one of 'onnx', 'safetensors', got 'pickle'
+        multitask_mnist.errors.InvalidValueError: Expected argument `format` ..., got 'pickle'
     """
     check_choice("format", format, EXPORT_FORMATS)
     if format == "onnx":

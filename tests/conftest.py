@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import runpy
 import struct
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -128,3 +133,67 @@ def trained_checkpoint(mnist_root: Path, tmp_path_factory: pytest.TempPathFactor
     trainer.fit(train)
     trainer.close()
     return out / "last.pt"
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a program run in this process left: its exit status and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def environment(changes: Mapping[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` (``None`` removes a variable) inside the block."""
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_in_process(
+    main: Callable[[list[str]], int | None],
+    argv: Sequence[str],
+    env: Mapping[str, str | None] | None = None,
+) -> Completed:
+    """Run a program's ``main(argv)`` here, as a subprocess would run it, in a fraction of
+    the time (no second interpreter importing torch): its exit status (``sys.exit``
+    included) and what it wrote to stdout and stderr."""
+    with (
+        environment({"CI": "true", **(env or {})}),
+        contextlib.redirect_stdout(io.StringIO()) as out,
+        contextlib.redirect_stderr(io.StringIO()) as err,
+    ):
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Completed(int(code or 0), out.getvalue(), err.getvalue())
+
+
+def run_script(path: Path, *args: str, env: Mapping[str, str | None] | None = None) -> Completed:
+    """Run the script at ``path`` (an example) with ``args`` in this process, as
+    ``python path args...`` would."""
+
+    def main(argv: list[str]) -> int | None:
+        saved = sys.argv
+        sys.argv = [str(path), *argv]
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        finally:
+            sys.argv = saved
+        return 0
+
+    return run_in_process(main, args, env)

@@ -1,4 +1,6 @@
-"""The command line, through real subprocesses, on a small MNIST made by the test."""
+"""The command line, run in this process as a subprocess would run it (``main(argv)``,
+its exit status and output), and through real subprocesses where the process itself is
+what is tested (the installed script, a training run, start-up imports)."""
 
 from __future__ import annotations
 
@@ -13,24 +15,26 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import write_fake_mnist
+from multitask_mnist.cli import main
+from tests.conftest import Completed, run_in_process, run_script, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(
-    *args: str, data: Path | None = None, cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    env.pop("MULTITASK_MNIST_DATA", None)
-    if data is not None:
-        env["MULTITASK_MNIST_DATA"] = str(data)
+def _run(*args: str, data: Path | None = None) -> Completed:
+    """``multitask-mnist ARGS`` with MNIST from ``data`` (or none configured)."""
+    return run_in_process(main, args, {"MULTITASK_MNIST_DATA": str(data) if data else None})
+
+
+def _subprocess(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m multitask_mnist ARGS`` in a process of its own."""
+    env = {**os.environ, "CI": "true", "MULTITASK_MNIST_DATA": str(data)}
     return subprocess.run(
         [sys.executable, "-m", "multitask_mnist", *args],
         capture_output=True,
         text=True,
         env=env,
-        cwd=cwd,
+        cwd=ROOT,
         timeout=300,
     )
 
@@ -43,7 +47,7 @@ def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
-    result = _run(
+    result = _subprocess(  # one real run of the module: the other tests run main() here
         "train",
         "--epochs",
         "1",
@@ -192,12 +196,7 @@ def test_predict_rejects_number_out_of_range(trained: tuple[Path, str], tmp_path
 
 
 def test_example_script_help() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "train_mnist_sum.py"), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(ROOT / "examples" / "train_mnist_sum.py", "--help")
     assert result.returncode == 0
     for flag in (
         "--epochs",
@@ -255,16 +254,20 @@ def test_output_dir_that_cannot_be_written(small_mnist: Path, tmp_path: Path) ->
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+class _Payload:
+    """Pickles as a call that creates a file: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
 def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pt"
-    code = (
-        "import pathlib, torch\n"
-        "class P:\n"
-        f"    def __reduce__(self): return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))\n"
-        f"torch.save({{'model': {{}}, 'x': P()}}, {str(evil)!r})\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    torch.save({"model": {}, "x": _Payload(marker)}, evil)
     result = _run("evaluate", "--checkpoint", str(evil))
     assert result.returncode == 1 and not marker.exists()
     assert result.stderr.startswith(f"multitask-mnist evaluate: error: Refused to load {evil}: ")

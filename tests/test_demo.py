@@ -17,8 +17,10 @@ from PIL import Image, ImageDraw
 from torchvision.datasets import MNIST
 
 from multitask_mnist import presets
+from multitask_mnist.cli import main
 from multitask_mnist.demo import DemoResult, build_demo, check_demo_model, predict_drawing
 from multitask_mnist.export import save_safetensors
+from tests.conftest import run_in_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Ink above this gray level (of 255) becomes a stroke when a test image is drawn.
@@ -132,12 +134,7 @@ def test_presets_the_page_cannot_show_are_named() -> None:
 
 def test_the_command_refuses_a_preset_it_cannot_show(tmp_path: Path) -> None:
     path = save_safetensors(presets.mnist_addition(), tmp_path / "addition.safetensors")
-    result = subprocess.run(
-        [sys.executable, "-m", "multitask_mnist", "demo", "--checkpoint", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_in_process(main, ["demo", "--checkpoint", str(path)])
     assert result.returncode == 1
     assert result.stderr.startswith(
         "multitask-mnist demo: error: The demo shows networks that read one (1, 28, 28) image"
@@ -145,14 +142,11 @@ def test_the_command_refuses_a_preset_it_cannot_show(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_without_gradio_the_command_names_the_extra(trained_checkpoint: Path) -> None:
-    code = (
-        "import sys; sys.modules['gradio'] = None; from multitask_mnist.cli import main; "
-        f"sys.exit(main(['demo', '--checkpoint', {str(trained_checkpoint)!r}]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+def test_without_gradio_the_command_names_the_extra(
+    trained_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed
+    result = run_in_process(main, ["demo", "--checkpoint", str(trained_checkpoint)])
     assert result.returncode == 1
     assert result.stderr.startswith("multitask-mnist demo: error: The demo needs gradio")
     assert result.stderr.endswith("install it with: pip install 'multitask-mnist[demo]'\n")

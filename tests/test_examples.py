@@ -1,19 +1,20 @@
-"""The custom-dataset example runs offline on a small folder of PNGs the test writes."""
+"""The examples, run as ``python examples/NAME.py ARGS`` would run them, in this process
+(no second interpreter importing torch for each), offline."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import SyntheticDigits
+from tests.conftest import Completed, SyntheticDigits, run_script, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 def test_custom_dataset_example_trains_on_a_folder_of_pngs(tmp_path: Path) -> None:
@@ -22,22 +23,15 @@ def test_custom_dataset_example_trains_on_a_folder_of_pngs(tmp_path: Path) -> No
         folder = tmp_path / "digits" / str(int(digits.targets[i]))
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(digits.data[i].numpy(), mode="L").save(folder / f"{i}.png")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "train_custom_dataset.py"),
-            str(tmp_path / "digits"),
-            "--epochs",
-            "4",
-            "--batch-size",
-            "32",
-            "--output-dir",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"CI": "true", "PATH": ""},
+    result = run_script(
+        EXAMPLES / "train_custom_dataset.py",
+        str(tmp_path / "digits"),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--output-dir",
+        str(tmp_path / "run"),
     )
     assert result.returncode == 0, result.stderr
     match = re.search(
@@ -50,23 +44,16 @@ def test_custom_dataset_example_trains_on_a_folder_of_pngs(tmp_path: Path) -> No
 
 
 def test_custom_dataset_example_on_an_empty_folder(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "train_custom_dataset.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(EXAMPLES / "train_custom_dataset.py", str(tmp_path))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: No PNG files under {tmp_path}/<0-9>/"
+    assert result.stderr == (
+        f"train_custom_dataset.py: error: No PNG files under {tmp_path}/<0-9>/\n"
+    )
 
 
 def test_the_documented_example_trains_tests_and_resumes(tmp_path: Path) -> None:
-    from tests.conftest import write_fake_mnist
-
     data = write_fake_mnist(tmp_path / "data", n_train=200, n_test=50)
     command = [
-        sys.executable,
-        str(ROOT / "examples" / "train_mnist_sum.py"),
         "--data-dir",
         str(data),
         "--limit",
@@ -76,38 +63,23 @@ def test_the_documented_example_trains_tests_and_resumes(tmp_path: Path) -> None
         "--output-dir",
         str(tmp_path / "run"),
     ]
-    env = {"CI": "true", "PATH": ""}
-    first = subprocess.run(
-        [*command, "--epochs", "1"], capture_output=True, text=True, env=env, timeout=300
-    )
+    example = EXAMPLES / "train_mnist_sum.py"
+    first = run_script(example, *command, "--epochs", "1")
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0].startswith("Epoch: 1, loss: ") and lines[-3] == "Finished Training"
     assert lines[-2].startswith("Accuracy of the network on the 50 test images: digit ")
-    second = subprocess.run(
-        [*command, "--epochs", "2", "--resume"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    second = run_script(example, *command, "--epochs", "2", "--resume")
     assert second.returncode == 0, second.stderr
     assert [line[:8] for line in second.stdout.splitlines() if line.startswith("Epoch")] == [
         "Epoch: 2"
     ]
 
 
-def _run_example(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def _run_example(name: str, *args: str) -> Completed:
     """Run ``examples/<name>`` offline, with the real MNIST files."""
-    import os
-
-    env = {"CI": "true", "PATH": "", "MULTITASK_MNIST_DATA": os.environ["MULTITASK_MNIST_DATA"]}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
+    return run_script(
+        EXAMPLES / name, *args, env={"MULTITASK_MNIST_DATA": os.environ["MULTITASK_MNIST_DATA"]}
     )
 
 
@@ -123,8 +95,6 @@ def test_the_three_task_example_trains_and_reports_every_task(
     assert float(accuracy["digit"]) > 50 and float(accuracy["sum"]) > 50  # chance: 10%, ~5%
     assert float(accuracy["larger"]) > 60  # always answering "no" scores 55%
     assert "larger Acc:" in result.stdout  # the epoch line names the third task
-    import json
-
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test_larger_accuracy", "test_larger_loss", "test_sum_mae"} <= set(metrics)
     resumed = _run_example("train_three_tasks.py", "--epochs", "2", "--resume", *flags)

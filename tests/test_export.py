@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from torchvision.datasets import MNIST
 
 from multitask_mnist import presets
 from multitask_mnist.cli import EXPORT_FORMATS as CLI_FORMATS
-from multitask_mnist.cli import mnist_test_split
+from multitask_mnist.cli import main, mnist_test_split
 from multitask_mnist.export import (
     EXPORT_FORMATS,
     ONNX_OPSET,
@@ -28,6 +27,7 @@ from multitask_mnist.export import (
     save_safetensors,
 )
 from multitask_mnist.training import CheckpointError
+from tests.conftest import Completed, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Images per forward pass when both runtimes read the 10,000 test images (one batch of
@@ -35,14 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 500
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "multitask_mnist", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CI": "true"},
-        timeout=300,
-    )
+def _cli(*args: str) -> Completed:
+    """``multitask-mnist ARGS``, run in this process."""
+    return run_in_process(main, args)
 
 
 def test_the_command_line_offers_the_exporters_formats() -> None:
@@ -198,15 +193,19 @@ def test_export_command_errors_are_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "invalid choice: 'pickle'" in bad.stderr
 
 
-def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_missing_extra_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     save_safetensors(presets.mnist_sum(), tmp_path / "w.safetensors")
-    code = (
-        "import sys; sys.modules['onnxscript'] = None; from multitask_mnist.cli import main; "
-        f"sys.exit(main(['export', '--checkpoint', {str(tmp_path / 'w.safetensors')!r}, "
-        f"'--format', 'onnx', '--output', {str(tmp_path / 'n.onnx')!r}]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    result = _cli(
+        "export",
+        "--checkpoint",
+        str(tmp_path / "w.safetensors"),
+        "--format",
+        "onnx",
+        "--output",
+        str(tmp_path / "n.onnx"),
     )
     assert result.returncode == 1
     assert result.stderr.startswith("multitask-mnist export: error: ONNX export needs onnxscript")

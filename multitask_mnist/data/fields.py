@@ -38,7 +38,7 @@ def as_fields(sample: Any) -> dict[str, Tensor]:
         >>> as_fields((torch.zeros(1), torch.tensor(3)))
         Traceback (most recent call last):
         ...
-        multitask_mnist.errors.InvalidTypeError: Expected samples with named fields (a NamedTuple or a dict of tensors), got tuple
+        multitask_mnist.errors.InvalidTypeError: Expected samples with named fields ..., got tuple
     """
     if isinstance(sample, Mapping):
         fields = dict(sample)

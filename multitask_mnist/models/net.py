@@ -67,7 +67,7 @@ class Input:
         >>> number.check(torch.tensor([3, 12]))
         Traceback (most recent call last):
         ...
-        multitask_mnist.errors.InvalidValueError: Expected `number` to hold whole numbers in 0..9, got 12
+        multitask_mnist.errors.InvalidValueError: Expected `number` to hold ..., got 12
     """
 
     name: str
