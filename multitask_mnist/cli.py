@@ -53,6 +53,9 @@ __all__ = [
 #: Seed of the test split's numbers: every run is scored on the same image/number pairs.
 TEST_SEED = 0
 
+#: What ``--checkpoint`` takes, in every command's help.
+_WEIGHTS_HELP = "a checkpoint the Trainer wrote (*.pt) or exported weights (*.safetensors)"
+
 #: The formats of ``multitask-mnist export`` (as :data:`multitask_mnist.export.EXPORT_FORMATS`,
 #: without importing the exporter at start-up).
 EXPORT_FORMATS = ("onnx", "safetensors")
@@ -231,23 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
 
     evaluate = commands.add_parser("evaluate", help="digit and sum accuracy on the test set")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
     _add_data_dir(evaluate)
     _add_device(evaluate)
 
     predict = commands.add_parser("predict", help="read a PNG digit and add NUMBER to it")
-    predict.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    predict.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
     predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
     predict.add_argument("number", type=int, help="the number to add, 0-9")
     _add_device(predict)
 
     demo = commands.add_parser("demo", help="a web page: draw a digit, see the predictions")
-    demo.add_argument("--checkpoint", type=Path, required=True, help="*.pt or *.safetensors")
+    demo.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: local)")
     demo.add_argument("--port", type=int, default=7860, help="port to serve on")
 
     export = commands.add_parser("export", help="write a checkpoint as ONNX or safetensors")
-    export.add_argument("--checkpoint", type=Path, required=True, help="a *.pt checkpoint")
+    export.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
     export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     export.add_argument("--output", type=Path, required=True, help="the file to write")
 

@@ -172,8 +172,10 @@ def load_safetensors(
     Raises:
         FileNotFoundError: No file at ``path``.
         MissingExtraError: ``safetensors`` is not installed.
-        CheckpointError: Not a safetensors file, silent about its preset, or not
-            matching the preset's layers.
+        CheckpointError: Not a safetensors file, of another format, silent about its
+            preset, recording a preset or arguments this library does not build (see
+            :func:`multitask_mnist.presets.from_record`), or not matching the preset's
+            layers.
 
     Example:
         >>> load_safetensors("missing.safetensors")
@@ -194,17 +196,25 @@ def load_safetensors(
             state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
-    if metadata.get("format") != SAFETENSORS_FORMAT or "preset" not in metadata:
+    if "preset" not in metadata:
         raise CheckpointError(
-            f"{path} does not say which preset built its network (its metadata lacks "
-            f"format {SAFETENSORS_FORMAT!r} and a preset); build the network yourself and "
-            "load the tensors with safetensors.torch.load_file"
+            f"{path} does not say which preset built its network (its metadata has no "
+            "'preset'); build the network yourself and load the tensors with "
+            "safetensors.torch.load_file"
+        )
+    found = metadata.get("format")
+    if found != SAFETENSORS_FORMAT:
+        what = "no weights format" if found is None else f"weights format {found!r}"
+        raise CheckpointError(
+            f"{path} names preset {metadata['preset']!r} but has {what} in its metadata; "
+            f"this version reads format {SAFETENSORS_FORMAT!r}, as "
+            "multitask_mnist.export.save_safetensors writes it"
         )
     try:
         kwargs = json.loads(metadata.get("preset_kwargs", "{}"))
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path} has unreadable preset arguments: {error}") from error
-    model = presets.get(metadata["preset"], **kwargs)
+    model = presets.from_record(metadata["preset"], kwargs, source=path)
     load_model_state(model, state, source=path)
     return model.to(map_location).eval()
 

@@ -7,16 +7,22 @@ raises instead of being silently applied.
 
 from __future__ import annotations
 
+import collections.abc
 import functools
+import inspect
+import math
 import os
-from collections.abc import Callable, Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import torch
 from torch import nn
 
-from multitask_mnist.errors import InvalidTypeError, InvalidValueError
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError, MultitaskMnistError
 from multitask_mnist.models import (
     Block,
     Conv,
@@ -37,10 +43,14 @@ from multitask_mnist.models import ScalarFusionHead as _Head
 from multitask_mnist.tasks import Task
 
 __all__ = [
+    "MAX_ADDITION_DIGITS",
     "MNIST_SUM_BN_LAYERS",
     "MNIST_SUM_LAYERS",
+    "NUMBER_LIMIT",
+    "Range",
     "describe",
     "from_checkpoint",
+    "from_record",
     "get",
     "mnist_addition",
     "mnist_sum",
@@ -49,6 +59,12 @@ __all__ = [
     "names",
     "register",
 ]
+
+#: The largest magnitude of a number the digit + sum presets add (``number_range``).
+NUMBER_LIMIT = 10**6
+#: The most digits per number ``mnist_addition`` builds: its exact sum head holds a
+#: class for every possible sum, ``2 * 10 ** N - 1`` of them.
+MAX_ADDITION_DIGITS = 4
 
 Builder = TypeVar("Builder", bound=Callable[..., MultiTaskNet])
 _REGISTRY: dict[str, Callable[..., MultiTaskNet]] = {}
@@ -71,6 +87,120 @@ MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
 MNIST_SUM_BN_LAYERS: tuple[LayerSpec, ...] = (*MNIST_SUM_LAYERS[:-1], Conv("conv6", 10, 3))
 
 
+@dataclass(frozen=True)
+class Range:
+    """The documented bound of a size-like builder argument, written in its signature:
+    ``digits: Annotated[int, Range(1, 4)]``. Every call is checked against it before
+    anything is built, a network rebuilt from a file's record included.
+
+    Args:
+        low: The smallest value allowed.
+        high: The largest value allowed (or the bound it stays below).
+        include_high: Whether ``high`` itself is allowed.
+
+    Example:
+        >>> Range(0, 1, include_high=False).check("dropout", 1.0)
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.errors.InvalidValueError: Expected argument `dropout` to be in [0, 1), ...
+    """
+
+    low: float
+    high: float
+    include_high: bool = True
+
+    def check(self, name: str, value: float) -> None:
+        """Raise naming ``name`` if ``value`` is outside the range."""
+        above = value > self.high if self.include_high else value >= self.high
+        if value < self.low or above:
+            bracket = "]" if self.include_high else ")"
+            raise InvalidValueError(
+                f"Expected argument `{name}` to be in [{self.low}, {self.high}{bracket}, "
+                f"got {value}"
+            )
+
+
+def _check_argument(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` checked against its annotation (types, choices, :class:`Range` bounds);
+    lists become tuples where a tuple is expected (a record read back from JSON)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        value = _check_argument(name, value, args[0])
+        for bound in args[1:]:
+            if isinstance(bound, Range):
+                bound.check(name, value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors: list[MultitaskMnistError] = []
+        for option in options:
+            try:
+                return _check_argument(name, value, option)
+            except (InvalidTypeError, InvalidValueError) as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is typing.Literal:
+        if value not in args:
+            listed = ", ".join(map(repr, args))
+            raise InvalidValueError(
+                f"Expected argument `{name}` to be one of {listed}, got {value!r}"
+            )
+        return value
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if not isinstance(value, (tuple, list)) or len(value) != len(args):
+            raise InvalidTypeError(
+                f"Expected argument `{name}` to be a tuple of {len(args)}, got {value!r}"
+            )
+        return tuple(_check_argument(name, v, a) for v, a in zip(value, args, strict=True))
+    if origin is collections.abc.Callable or annotation is Callable:
+        if not callable(value):
+            raise InvalidTypeError(
+                f"Expected argument `{name}` to be callable (a module class such as nn.ReLU), "
+                f"got {value!r} ({type(value).__name__}); a file records plain values only"
+            )
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise InvalidTypeError(f"Expected argument `{name}` to be a bool, got {value!r}")
+    elif annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidTypeError(f"Expected argument `{name}` to be an int, got {value!r}")
+    elif annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidTypeError(f"Expected argument `{name}` to be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InvalidValueError(f"Expected argument `{name}` to be finite, got {value}")
+    elif annotation is str and not isinstance(value, str):
+        raise InvalidTypeError(f"Expected argument `{name}` to be a str, got {value!r}")
+    return value
+
+
+@functools.cache
+def _annotations(builder: Callable[..., MultiTaskNet]) -> dict[str, Any]:
+    """The annotations of ``builder``'s keyword arguments (``**pinned`` left out)."""
+    hints = typing.get_type_hints(builder, include_extras=True)
+    return {
+        name: hints[name]
+        for name, parameter in inspect.signature(builder).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY and name in hints
+    }
+
+
+def _checked_arguments(
+    builder: Callable[..., MultiTaskNet], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` checked against ``builder``'s signature: each declared argument by its
+    annotation; the others (``**pinned``) are left to the builder, which refuses them
+    unless they match what it pins."""
+    annotations = _annotations(builder)
+    return {
+        name: _check_argument(name, value, annotations[name]) if name in annotations else value
+        for name, value in kwargs.items()
+    }
+
+
 def register(name: str) -> Callable[[Builder], Builder]:
     """Register a builder under ``name``; a name may be registered once.
 
@@ -79,9 +209,11 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
     Returns:
         A decorator that registers the builder and returns it, wrapped so that every
-        network it builds records its preset (``net.preset``: the name and the keyword
-        arguments, when they are plain values), which checkpoints keep so that
-        :func:`from_checkpoint` can build it again.
+        call is checked against the builder's annotations first (types, ``Literal``
+        choices, :class:`Range` bounds), and every network it builds records its preset
+        (``net.preset``: the name and the keyword arguments, when they are plain
+        values), which checkpoints keep so that :func:`from_checkpoint` can build it
+        again.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -104,6 +236,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
         @functools.wraps(builder)
         def build(**kwargs: Any) -> MultiTaskNet:
+            kwargs = _checked_arguments(builder, kwargs)  # before anything is built
             net = builder(**kwargs)
             if all(_is_plain(value) for value in kwargs.values()):
                 net.preset = PresetRecord(name=name, kwargs=dict(kwargs))
@@ -196,8 +329,12 @@ def from_checkpoint(
 
     Raises:
         FileNotFoundError: No file at ``path``.
-        CheckpointError: Unreadable, untrusted, of an unknown format, silent about its
-            preset, or not matching its preset's layers.
+        CheckpointError: Unreadable, carrying pickled objects beyond plain data, of an
+            unknown format, silent about its preset, recording a preset or arguments
+            this library does not build (an unknown name or argument, a wrong type, a
+            size beyond its documented bound; see :func:`from_record`), or not matching
+            its preset's layers. The message names the file.
+        MissingExtraError: A ``.safetensors`` file without the ``export`` extra.
 
     Example:
         >>> from_checkpoint("missing.pt")
@@ -226,9 +363,55 @@ def from_checkpoint(
             "or from a preset with non-plain arguments); build it yourself and load "
             "state['model'] with load_model_state"
         )
-    model = get(record["name"], **record.get("kwargs", {}))
+    model = from_record(record["name"], record.get("kwargs", {}), source=path)
     load_model_state(model, state["model"], source=path)
     return model.to(map_location).eval()
+
+
+def from_record(name: str, kwargs: object, *, source: object) -> MultiTaskNet:
+    """Build a preset from a record read from a file, which anyone may have written.
+
+    The record is data, never a recipe for unbounded work: the name must be a
+    registered preset and every argument must pass the builder's checks (types,
+    choices, the :class:`Range` of every size-like argument) before anything is
+    built. No code from the file ever runs.
+
+    Args:
+        name: The recorded preset name.
+        kwargs: The recorded keyword arguments, as read (a dict of plain values).
+        source: The file, for the message.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        CheckpointError: An unknown preset, or arguments it does not take; the message
+            names the file, the argument, the value and what is allowed.
+
+    Example:
+        >>> from_record("mnist_addition", {"digits": 10**12}, source="weights.pt")
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.training.checkpoint.CheckpointError: weights.pt records preset \
+'mnist_addition' with arguments it does not build: Expected argument `digits` ...
+    """
+    from multitask_mnist.training.checkpoint import CheckpointError
+
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise CheckpointError(
+            f"{source} records the arguments of preset {name!r} as {kwargs!r}; expected a "
+            "mapping of argument names to values"
+        )
+    try:
+        builder = _lookup(name)
+    except InvalidValueError as error:
+        raise CheckpointError(f"{source} records a preset this library lacks: {error}") from None
+    try:
+        return builder(**kwargs)
+    except (InvalidTypeError, InvalidValueError) as error:
+        raise CheckpointError(
+            f"{source} records preset {name!r} with arguments it does not build: {error}"
+        ) from None
 
 
 def _lookup(name: str) -> Callable[..., MultiTaskNet]:
@@ -245,11 +428,16 @@ def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
             f"{preset}() got unexpected keyword argument(s): {', '.join(unknown)}"
         )
     for key, value in overrides.items():
-        if value != pinned[key]:
+        if _as_tuples(value) != pinned[key]:
             raise InvalidValueError(
                 f"Preset {preset!r} pins {key}={pinned[key]!r}; got {key}={value!r}. "
                 "Build a MultiTaskNet from its blocks (or digit_sum_net) to change it."
             )
+
+
+def _as_tuples(value: Any) -> Any:
+    """``value`` with every list made a tuple (JSON reads tuples back as lists)."""
+    return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _multitask_net(
@@ -279,7 +467,10 @@ def mnist_sum(
     *,
     fusion: Fusion = "argmax",
     act_layer: Callable[[], nn.Module] = nn.ReLU,
-    number_range: tuple[int, int] = (0, 9),
+    number_range: tuple[
+        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
+        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
+    ] = (0, 9),
     **pinned: Any,
 ) -> MultiTaskNet:
     """The documented network: nine conv/pool layers and a three-layer linear adder.
@@ -340,8 +531,11 @@ def mnist_sum_bn(
     *,
     fusion: Fusion = "argmax",
     act_layer: Callable[[], nn.Module] = nn.ReLU,
-    number_range: tuple[int, int] = (0, 9),
-    dropout: float = 0.05,
+    number_range: tuple[
+        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
+        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
+    ] = (0, 9),
+    dropout: Annotated[float, Range(0, 1, include_high=False)] = 0.05,
     **pinned: Any,
 ) -> MultiTaskNet:
     """A stronger network: batch normalization, dropout and global average pooling.
@@ -373,8 +567,6 @@ def mnist_sum_bn(
         90509
     """
     _pin("mnist_sum_bn", pinned, num_classes=10, in_channels=1, hidden=(5, 5), global_pool=True)
-    if not 0.0 <= dropout < 1.0:
-        raise InvalidValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
     return _multitask_net(
         MNIST_SUM_BN_LAYERS,
         hidden=(5, 5),
@@ -388,7 +580,9 @@ def mnist_sum_bn(
 
 
 @register("multi_mnist_lenet")
-def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
+def multi_mnist_lenet(
+    *, dropout: Annotated[float, Range(0, 1, include_high=False)] = 0.5, **pinned: Any
+) -> MultiTaskNet:
     """MultiLeNet for MultiMNIST (Sener and Koltun, 2018): a shared encoder, two heads.
 
     Input ``image`` ``(1, 28, 28)``; tasks ``left`` and ``right``, the two overlaid
@@ -414,8 +608,6 @@ def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
         (('left', 'right'), 27450)
     """
     _pin("multi_mnist_lenet", pinned, num_classes=10)
-    if not 0.0 <= dropout < 1.0:
-        raise InvalidValueError(f"Expected argument `dropout` to be in [0, 1), got {dropout}")
     return MultiTaskNet(
         {
             "encoder": Block(MultiLeNetEncoder(dropout), ["image"]),
@@ -433,7 +625,9 @@ def multi_mnist_lenet(*, dropout: float = 0.5, **pinned: Any) -> MultiTaskNet:
 
 
 @register("mnist_addition")
-def mnist_addition(*, digits: int = 1, **pinned: Any) -> MultiTaskNet:
+def mnist_addition(
+    *, digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1, **pinned: Any
+) -> MultiTaskNet:
     """MNIST-addition: the documented trunk reads every digit, an exact head adds them.
 
     Input ``images`` ``(2 N, 1, 28, 28)``: the digits of two ``N``-digit numbers, as
@@ -447,14 +641,15 @@ def mnist_addition(*, digits: int = 1, **pinned: Any) -> MultiTaskNet:
     classifier, to evaluate on its own.
 
     Args:
-        digits: Digits per number, ``N`` (1 or more).
+        digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
         **pinned: ``base=10`` is accepted only with this value.
 
     Returns:
         The network, freshly initialized.
 
     Raises:
-        ValueError: ``digits`` below 1, or a pinned argument with another value.
+        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, or a pinned
+            argument with another value.
         TypeError: ``digits`` not an int, or an argument the preset does not take.
 
     Example:
@@ -463,10 +658,6 @@ def mnist_addition(*, digits: int = 1, **pinned: Any) -> MultiTaskNet:
         (('sum',), 199, 100410)
     """
     _pin("mnist_addition", pinned, base=10)
-    if isinstance(digits, bool) or not isinstance(digits, int):
-        raise InvalidTypeError(f"Expected argument `digits` to be an int, got {digits!r}")
-    if digits < 1:
-        raise InvalidValueError(f"Expected argument `digits` to be >= 1, got {digits}")
     head = SumOfNumbers(operands=2, digits=digits)
     return MultiTaskNet(
         {

@@ -401,3 +401,49 @@ def test_predict_imports_neither_torchvision_nor_torchjd(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_resume_survives_a_damaged_metrics_file(small_mnist: Path, tmp_path: Path) -> None:
+    common = ["--limit", "100", "--batch-size", "50", "--output-dir", str(tmp_path)]
+    assert _run("train", "--epochs", "1", *common, data=small_mnist).returncode == 0
+    (tmp_path / "metrics.json").write_text('{"epochs": [')  # cut short
+    resumed = _run("train", "--epochs", "2", "--resume", *common, data=small_mnist)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{tmp_path / 'metrics.json'} is damaged (" in resumed.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())  # written afresh, whole
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2] and "test_sum_accuracy" in metrics
+
+
+@pytest.mark.parametrize("failing", ["last.pt", "metrics.json"])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_checkpoint(
+    small_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    import errno
+
+    from multitask_mnist.training import checkpoint, load_checkpoint
+
+    common = ["--limit", "100", "--batch-size", "50", "--output-dir", str(tmp_path)]
+    assert _run("train", "--epochs", "1", *common, data=small_mnist).returncode == 0
+    saved = (tmp_path / "last.pt").read_bytes()
+    fsync = os.fsync
+
+    def full(descriptor: int) -> None:  # the disk fills up as `failing` is written
+        if Path(os.readlink(f"/proc/self/fd/{descriptor}")).name.startswith(f".{failing}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(descriptor)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    result = _run("train", "--epochs", "2", "--resume", *common, data=small_mnist)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    path = tmp_path / failing
+    expected = {
+        "last.pt": f"Could not write checkpoint {path}: No space left on device; the previous "
+        "file, if any, is intact",
+        "metrics.json": f"[Errno 28] No space left on device: '{path}'",
+    }
+    assert line == f"multitask-mnist train: error: {expected[failing]}"
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == (1 if failing == "last.pt" else 2)
+    if failing == "last.pt":
+        assert (tmp_path / "last.pt").read_bytes() == saved  # untouched
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written file left behind

@@ -21,6 +21,7 @@ from multitask_mnist.cli import main, mnist_test_split
 from multitask_mnist.export import (
     EXPORT_FORMATS,
     ONNX_OPSET,
+    SAFETENSORS_FORMAT,
     export_model,
     export_onnx,
     load_safetensors,
@@ -153,6 +154,15 @@ def test_safetensors_without_our_metadata_is_refused(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(CheckpointError, match="does not say which preset built its network"):
         presets.from_checkpoint(path)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "x/9", "preset": "mnist_sum"})
+    with pytest.raises(CheckpointError) as refused:
+        presets.from_checkpoint(other)
+    assert str(refused.value) == (
+        f"{other} names preset 'mnist_sum' but has weights format 'x/9' in its metadata; this "
+        f"version reads format {SAFETENSORS_FORMAT!r}, as multitask_mnist.export.save_safetensors "
+        "writes it"
+    )
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
         load_safetensors(tmp_path / "junk.safetensors")
@@ -236,3 +246,63 @@ def test_the_deploying_page_runs_the_onnx_file_without_torch(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "digit: 7 sum: 10\n"
+
+
+#: Records no honest run writes, each with the start of the message that refuses it:
+#: absurd sizes, wrong types, strings where module classes are expected, unknown names.
+TAMPERED = [
+    ("mnist_addition", {"digits": 10**12}, "Expected argument `digits` to be in [1, 4], got"),
+    ("mnist_addition", {"digits": "3"}, "Expected argument `digits` to be an int, got '3'"),
+    ("mnist_addition", {"digits": True}, "Expected argument `digits` to be an int, got True"),
+    ("mnist_sum", {"act_layer": "ReLU"}, "Expected argument `act_layer` to be callable"),
+    ("mnist_sum", {"number_range": "0-9"}, "Expected argument `number_range` to be a tuple of 2"),
+    (
+        "mnist_sum",
+        {"number_range": [0, 10**12]},
+        "Expected argument `number_range` to be in [-1000000, 1000000], got",
+    ),
+    ("mnist_sum", {"fusion": "sum"}, "Expected argument `fusion` to be one of 'argmax'"),
+    ("mnist_sum", {"hidden": [10**9, 5]}, "Preset 'mnist_sum' pins hidden=(5, 5)"),
+    ("mnist_sum", {"depth": 3}, "mnist_sum() got unexpected keyword argument(s): depth"),
+    ("mnist_sum_bn", {"dropout": float("nan")}, "Expected argument `dropout` to be finite"),
+    ("multi_mnist_lenet", {"dropout": 7}, "Expected argument `dropout` to be in [0, 1), got 7"),
+    ("resnet", {}, "records a preset this library lacks: Unknown preset 'resnet'"),
+    ("mnist_sum", [1, 2], "records the arguments of preset 'mnist_sum' as [1, 2]"),
+]
+
+
+def _tampered_files(folder: Path, name: str, kwargs: object) -> list[Path]:
+    """The record as a Trainer checkpoint and as safetensors metadata."""
+    from safetensors.torch import save_file
+
+    weights = {"w": torch.zeros(2)}
+    checkpoint = folder / "tampered.pt"
+    torch.save(
+        {"format": 3, "model": weights, "preset": {"name": name, "kwargs": kwargs}}, checkpoint
+    )
+    tensors = folder / "tampered.safetensors"
+    metadata = {"format": SAFETENSORS_FORMAT, "preset": name, "preset_kwargs": json.dumps(kwargs)}
+    save_file(weights, str(tensors), metadata=metadata)
+    return [checkpoint, tensors]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), TAMPERED)
+def test_a_tampered_record_is_refused_at_once_naming_the_file(
+    tmp_path: Path, name: str, kwargs: object, message: str
+) -> None:
+    import resource
+    import time
+
+    for path in _tampered_files(tmp_path, name, kwargs):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tic = time.monotonic()
+        with pytest.raises(CheckpointError) as refused:
+            presets.from_checkpoint(path)
+        assert time.monotonic() - tic < 1.0  # refused before anything was built
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100_000  # KiB
+        text = str(refused.value)
+        assert text.startswith(f"{path} "), text
+        assert message in text, text
+        result = _cli("evaluate", "--checkpoint", str(path))  # the command line: one line
+        assert result.returncode == 1
+        assert result.stderr == f"multitask-mnist evaluate: error: {text}\n"

@@ -92,6 +92,9 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, say: name the file, not the temporary one
+        tmp.unlink(missing_ok=True)
+        raise type(error)(error.errno, error.strerror or str(error), str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -105,7 +108,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         text: Its new content, written as UTF-8.
 
     Raises:
-        OSError: The file could not be written; ``path`` is untouched.
+        OSError: The file could not be written (its message names ``path``); ``path``
+            is untouched.
 
     Example:
         >>> import tempfile
@@ -146,8 +150,9 @@ def save_checkpoint(state: TrainingState | dict[str, Any], path: str | os.PathLi
     try:
         _write_atomic(path, lambda f: torch.save(state, f))
     except (OSError, RuntimeError) as error:
+        reason = getattr(error, "strerror", None) or error
         raise CheckpointError(
-            f"Could not write checkpoint {path}: {error}; the previous file, if any, is intact"
+            f"Could not write checkpoint {path}: {reason}; the previous file, if any, is intact"
         ) from error
     return path
 

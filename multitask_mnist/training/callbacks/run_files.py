@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunFiles", "update_metrics_file"]
 
+logger = logging.getLogger(__name__)
+
 
 def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
     """Merge ``entries`` into ``folder/metrics.json``, written atomically.
@@ -27,9 +30,16 @@ def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
     For numbers a run measures beyond the Trainer's (a latent classifier's accuracy,
     say); under torchrun, call it from one process.
 
+    A ``metrics.json`` that is not valid JSON (a hand edit, a disk that failed) is
+    replaced rather than trusted: everything the Trainer writes there comes back from
+    the run's checkpoint at the next epoch's end.
+
     Args:
         folder: The run's output folder.
         entries: JSON-serializable values by key; they replace keys of the same name.
+
+    Raises:
+        OSError: The file could not be written; the message names it.
 
     Example:
         >>> import tempfile
@@ -39,9 +49,25 @@ def update_metrics_file(folder: Path, entries: Mapping[str, Any]) -> None:
         {'a': 1, 'b': True}
     """
     path = folder / "metrics.json"
-    current = json.loads(path.read_text()) if path.exists() else {}
+    current = _read_metrics(path)
     current.update(entries)
     write_text_atomic(path, json.dumps(current, indent=2) + "\n")
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """What ``path`` holds, or nothing if it is missing or damaged (a report the run
+    writes again from its checkpoint; a damaged one is replaced, with a warning)."""
+    if not path.exists():
+        return {}
+    try:
+        current = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        logger.warning("%s is damaged (%s); writing it afresh", path, error)
+        return {}
+    if not isinstance(current, dict):
+        logger.warning("%s holds no JSON object; writing it afresh", path)
+        return {}
+    return current
 
 
 class RunFiles(Callback):
