@@ -60,6 +60,8 @@ nitpick_ignore = [
         "PIL.Image.Image",  # no Pillow inventory is shipped
     )
 ]
+# The fields of presets.Range, which autodoc prints inside Annotated[...] signatures.
+nitpick_ignore_regex = [("py:class", r"(low|high|include_high)=.*")]
 intersphinx_mapping = {
     name: (url, str(DOCS / "_inventories" / f"{name}.inv"))
     for name, url in {

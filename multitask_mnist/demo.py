@@ -108,32 +108,66 @@ def check_demo_model(model: MultiTaskNet) -> tuple[str, list[Input]]:
     return images[0].name, numbers
 
 
-def _picture(drawing: Any) -> Image.Image | None:
-    """The drawing as a PIL image: from Gradio's editor value, an array, or an image."""
+def _picture(drawing: Any) -> Image.Image | str | None:
+    """The drawing as a PIL image, from Gradio's editor value, an array or an image;
+    ``None`` for no drawing; a sentence saying what is wrong with anything else."""
     if isinstance(drawing, Mapping):
         drawing = drawing.get("composite")
     if drawing is None or isinstance(drawing, Image.Image):
         return drawing
-    array = torch.as_tensor(drawing)
-    if array.dtype != torch.uint8:
-        array = (array.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    wanted = "a PIL image or an (H, W) or (H, W, C) array of numbers (C = 1, 3 or 4)"
+    try:
+        array = torch.as_tensor(drawing) if not isinstance(drawing, (str, bytes)) else None
+    except (TypeError, ValueError, RuntimeError):
+        array = None
+    if array is None or array.is_complex():
+        return f"The drawing must be {wanted}, got {type(drawing).__name__}."
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+        return f"The drawing must be {wanted}, got shape {tuple(array.shape)}."
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        return None  # nothing drawn
+    if array.dtype != torch.uint8:  # 0-1 floats, bools, other integers: one scale
+        scaled = array.double() / (255.0 if not array.is_floating_point() else 1.0)
+        array = (scaled.nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8)
     return Image.fromarray(array.numpy())
 
 
-def predict_drawing(
-    model: MultiTaskNet, drawing: Any, numbers: Mapping[str, float | None]
-) -> DemoResult:
+def _whole_number(value: Any) -> float | None:
+    """``value`` as a float (a number, a numeric string, a one-element array), or ``None``
+    if it is none of these."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def predict_drawing(model: MultiTaskNet, drawing: Any, numbers: Mapping[str, Any]) -> DemoResult:
     """Predict every task for one drawing, as the demo page does.
+
+    Every input gets an answer, never an exception: the predictions, or a
+    :class:`DemoResult` whose ``message`` says what to fix.
 
     Args:
         model: A network :func:`check_demo_model` accepts.
-        drawing: A PIL image, an ``(H, W)``/``(H, W, C)`` array of uint8 or 0-1 floats,
-            Gradio's editor value (a dict with ``"composite"``), or ``None``.
-        numbers: A value for each number input, by name; ``None`` for an empty field.
+        drawing: A PIL image, an ``(H, W)``/``(H, W, C)`` array (``C`` 1, 3 or 4) of
+            uint8, of 0-1 floats or of bools, Gradio's editor value (a dict with
+            ``"composite"``), or ``None``.
+        numbers: A value for each number input, by name: a number, a numeric string such
+            as ``"3"``, or ``None`` for an empty field.
 
     Returns:
-        The predictions, or a :class:`DemoResult` whose ``message`` says what to fix (an empty
-        drawing, a missing number or one out of range).
+        The predictions, or a :class:`DemoResult` whose ``message`` says what to fix (an
+        empty drawing, something that is not a picture, a missing number or one that is
+        not a whole number in range).
+
+    Raises:
+        ValueError: ``model`` is a network the demo cannot show (:func:`check_demo_model`).
 
     Example:
         >>> from multitask_mnist import presets
@@ -141,18 +175,27 @@ def predict_drawing(
         'Draw a digit first.'
         >>> predict_drawing(presets.mnist_sum(), Image.new("L", (50, 50)), {"number": 12}).message
         'The number must be a whole number in 0..9, got 12.'
+        >>> predict_drawing(presets.mnist_sum(), "seven", {"number": 3}).message
+        'The drawing must be a PIL image or an (H, W) or (H, W, C) array of numbers (C = 1, 3 \
+or 4), got str.'
     """
     image_name, number_specs = check_demo_model(model)
     picture = _picture(drawing)
+    if isinstance(picture, str):
+        return DemoResult(picture)
     if picture is None:
         return DemoResult("Draw a digit first.")
     inputs: dict[str, Tensor] = {}
+    given = numbers if isinstance(numbers, Mapping) else {}
     for spec in number_specs:
-        value = numbers.get(spec.name)
+        raw = given.get(spec.name)
         allowed = f"a whole number in {int(spec.low or 0)}..{int(spec.high or 0)}"
-        if value is None or isinstance(value, bool):
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
             return DemoResult(f"Enter {allowed} for {spec.name}.")
-        whole = math.isfinite(value) and float(value).is_integer()
+        value = _whole_number(raw)
+        if value is None:
+            return DemoResult(f"The {spec.name} must be {allowed}, got {raw!r}.")
+        whole = math.isfinite(value) and value.is_integer()
         if not whole or not (spec.low or 0) <= value <= (spec.high or 0):
             shown = int(value) if whole else value
             return DemoResult(f"The {spec.name} must be {allowed}, got {shown}.")

@@ -59,6 +59,7 @@ class ArgumentParser(argparse.ArgumentParser):
         )
 
     def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see --help)`` on one line and exit with status 2."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 

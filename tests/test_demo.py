@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from torchvision.datasets import MNIST
 
@@ -87,10 +89,85 @@ def test_an_empty_or_missing_drawing_asks_for_one() -> None:
     ],
 )
 def test_a_bad_number_is_a_message_not_an_error(number: float | None, message: str) -> None:
+    result = predict_drawing(presets.mnist_sum(), _stroke(), {"number": number})
+    assert result == DemoResult(message)
+
+
+def _stroke() -> Image.Image:
     digit = Image.new("L", (100, 100), 255)
     ImageDraw.Draw(digit).line([(50, 10), (50, 90)], fill=0, width=8)
-    result = predict_drawing(presets.mnist_sum(), digit, {"number": number})
-    assert result == DemoResult(message)
+    return digit
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("three", "The number must be a whole number in 0..9, got 'three'."),
+        ("", "Enter a whole number in 0..9 for number."),
+        ([3, 4], "The number must be a whole number in 0..9, got [3, 4]."),
+        (True, "The number must be a whole number in 0..9, got True."),
+        (complex(3, 1), "The number must be a whole number in 0..9, got (3+1j)."),
+    ],
+)
+def test_a_number_of_another_type_is_a_message(number: object, message: str) -> None:
+    assert predict_drawing(presets.mnist_sum(), _stroke(), {"number": number}) == DemoResult(
+        message
+    )
+
+
+@pytest.mark.parametrize("number", ["3", " 3 ", 3.0, torch.tensor(3), torch.tensor([3.0])])
+def test_a_number_written_otherwise_is_read(number: object) -> None:
+    result = predict_drawing(presets.mnist_sum(), _stroke(), {"number": number})
+    assert result.message == "" and set(result.labels) == {"digit", "sum"}
+
+
+WANTED = "a PIL image or an (H, W) or (H, W, C) array of numbers (C = 1, 3 or 4)"
+
+
+@pytest.mark.parametrize(
+    ("drawing", "message"),
+    [
+        ("seven", f"The drawing must be {WANTED}, got str."),
+        (b"\x00\x01", f"The drawing must be {WANTED}, got bytes."),
+        (object(), f"The drawing must be {WANTED}, got object."),
+        (torch.zeros(28, 28, 5), f"The drawing must be {WANTED}, got shape (28, 28, 5)."),
+        (torch.zeros(28), f"The drawing must be {WANTED}, got shape (28,)."),
+        (torch.zeros(2, 28, 28, 3), f"The drawing must be {WANTED}, got shape (2, 28, 28, 3)."),
+        (torch.zeros(28, 28, dtype=torch.complex64), f"The drawing must be {WANTED}, got Tensor."),
+        (torch.zeros(0, 5), "Draw a digit first."),
+        ({"composite": "not a picture"}, f"The drawing must be {WANTED}, got str."),
+    ],
+)
+def test_a_drawing_that_is_no_picture_is_a_message(drawing: object, message: str) -> None:
+    assert predict_drawing(presets.mnist_sum(), drawing, {"number": 3}) == DemoResult(message)
+
+
+@given(
+    shape=st.lists(st.integers(0, 40), min_size=0, max_size=4),
+    dtype=st.sampled_from([torch.uint8, torch.bool, torch.int64, torch.float32, torch.float64]),
+    fill=st.sampled_from([0.0, 0.5, 1.0, 255.0, -3.0, float("nan"), float("inf")]),
+    number=st.one_of(
+        st.none(), st.integers(-5, 15), st.floats(allow_nan=True), st.text(max_size=4)
+    ),
+)
+@settings(max_examples=60, deadline=None)
+def test_every_drawing_and_number_gets_an_answer(
+    shape: list[int], dtype: torch.dtype, fill: float, number: object
+) -> None:
+    """Any array and any number: a prediction or a message, never an exception."""
+    drawing = (
+        torch.full(shape, fill).to(dtype)
+        if dtype is not torch.bool
+        else torch.ones(shape, dtype=dtype)
+    )
+    result = predict_drawing(presets.mnist_sum(), drawing, {"number": number})
+    assert bool(result.message) != bool(result.labels)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGB", "RGBA", "LA", "I", "F", "I;16", "CMYK"])
+def test_a_picture_in_any_mode_is_read(mode: str) -> None:
+    result = predict_drawing(presets.mnist_sum(), _stroke().convert(mode), {"number": 3})
+    assert result.message == "" and result.seen is not None
 
 
 def test_a_drawn_test_image_is_read_as_its_digit(

@@ -25,6 +25,8 @@ MODULES = [
     "multitask_mnist.export",
     "multitask_mnist.demo",
     "multitask_mnist.cli",
+    "multitask_mnist.errors",
+    "multitask_mnist.program",
 ]
 
 

@@ -171,3 +171,48 @@ def test_mnist_addition_learns_the_digits_from_sums_alone(mnist_root: Path, tmp_
     # 3,000 sums, no digit label: the classifier reads digits far above chance (10%)
     assert metrics["test_digit_accuracy"] > 50 and metrics["test_sum_accuracy"] > 30
     assert metrics["config"]["digits"] == 1
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=200, n_test=50)
+
+
+def _failure_cases(data: Path, folder: Path) -> dict[str, tuple[list[str], str]]:
+    """A user's mistakes and faults, each with the flags that cause it and its message."""
+    no_labels = write_fake_mnist(folder / "no-labels", n_train=20, n_test=10)
+    (no_labels / "MNIST" / "raw" / "train-labels-idx1-ubyte").unlink()
+    a_file = folder / "a-file"
+    a_file.write_text("")
+    return {
+        "batch size 0": (["--batch-size", "0"], "Expected argument `batch_size` to be >= 1, got 0"),
+        "epochs 0": (["--epochs", "0"], "Expected argument `epochs` to be >= 1, got 0"),
+        "limit 0": (["--limit", "0"], "to hold at least one sample, got 0"),
+        "negative lr": (["--lr", "-1"], "Expected argument `lr` to be a finite number >= 0.0"),
+        "lr nan": (["--lr", "nan"], "Expected argument `lr` to be a finite number >= 0.0, got nan"),
+        "output folder a file": (["--output-dir", str(a_file)], "Cannot write to the output"),
+        "labels missing": (["--data-dir", str(no_labels)], "missing: train-labels-idx1-ubyte"),
+        "diverging": (["--lr", "1e9"], "The training loss became NaN or infinite at epoch 1"),
+    }
+
+
+@pytest.mark.parametrize(
+    "example", ["train_mnist_sum.py", "train_three_tasks.py", "train_multi_mnist.py"]
+)
+def test_every_mistake_through_an_example_is_one_line(
+    example: str, fake_data: Path, tmp_path: Path
+) -> None:
+    cases = _failure_cases(fake_data, tmp_path)
+    if example != "train_multi_mnist.py":  # its network has no argmax head
+        cases["gradient method with argmax"] = (
+            ["--method", "pcgrad"],
+            "Method 'pcgrad' aggregates each task's gradient on the shared blocks, but block "
+            "'head' passes none back to 'trunk'",
+        )
+    for name, (flags, message) in cases.items():
+        defaults = ["--epochs", "1", "--limit", "100", "--batch-size", "50", "--no-progress"]
+        defaults += ["--data-dir", str(fake_data), "--output-dir", str(tmp_path / "run")]
+        result = run_script(EXAMPLES / example, *defaults, *flags)
+        assert result.returncode == 1, (name, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{example}: error: ") and message in line, (name, line)

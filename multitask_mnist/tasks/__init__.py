@@ -11,6 +11,7 @@ This is the multi-task core that the digit/sum pair is one instance of
 (:data:`DIGIT_SUM_TASKS`).
 """
 
+from multitask_mnist.tasks.labels import check_labels, invalid_labels
 from multitask_mnist.tasks.losses import label_mask, masked_mean, masked_task_losses, task_masks
 from multitask_mnist.tasks.metrics import TaskMetrics
 from multitask_mnist.tasks.task import (
@@ -27,6 +28,8 @@ __all__ = [
     "TASK_KINDS",
     "Task",
     "TaskMetrics",
+    "check_labels",
+    "invalid_labels",
     "label_mask",
     "masked_mean",
     "masked_task_losses",

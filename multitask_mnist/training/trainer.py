@@ -50,7 +50,7 @@ from multitask_mnist.methods import (
     split_parameters,
 )
 from multitask_mnist.models import MultiTaskNet
-from multitask_mnist.tasks import TaskMetrics, label_mask
+from multitask_mnist.tasks import TaskMetrics, check_labels, label_mask
 from multitask_mnist.training import _runtime, allocator, distributed
 from multitask_mnist.training.callbacks import (
     LAST_CHECKPOINT,
@@ -465,7 +465,8 @@ class Trainer:
         self, data: Dataset[Any], batch_size: int, order: Tensor | None = None, seed: int = 0
     ) -> Iterator[dict[str, Tensor]]:
         """Yield batches of ``data`` in ``order`` (default: as stored), on the device, as
-        named fields, images in the chosen memory format.
+        named fields, images in the chosen memory format, their labels checked first
+        (:func:`~multitask_mnist.tasks.check_labels`, on the host).
 
         A loader's own generator is seeded from ``seed``: it leaves the global RNG
         alone, so a resumed epoch draws the same dropout masks as an uninterrupted one.
@@ -478,7 +479,7 @@ class Trainer:
         non_blocking = self.device.type == "cuda"
         if get_batch is not None and self.num_workers == 0:
             for idx in chunks:
-                yield self._on_device(get_batch(idx), non_blocking)
+                yield self._on_device(get_batch(idx), non_blocking, idx)
             return
         loader = DataLoader(
             data,
@@ -487,11 +488,18 @@ class Trainer:
             pin_memory=non_blocking,
             generator=torch.Generator().manual_seed(seed),
         )
-        for batch in loader:
-            yield self._on_device(batch, non_blocking)
+        for idx, batch in zip(chunks, loader, strict=True):
+            yield self._on_device(batch, non_blocking, idx)
 
-    def _on_device(self, batch: Any, non_blocking: bool) -> dict[str, Tensor]:
-        fields = to_device(as_fields(batch), self.device, non_blocking)
+    def _on_device(
+        self, batch: Any, non_blocking: bool, indices: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``batch`` as named fields on the device; with the samples' ``indices``, its
+        labels are checked on the host first."""
+        fields = as_fields(batch)
+        if indices is not None:
+            check_labels(self.model.tasks, fields, indices)
+        fields = to_device(fields, self.device, non_blocking)
         if self.channels_last:
             for name, value in fields.items():
                 if value.ndim == 4 and value.is_floating_point():
