@@ -1,5 +1,6 @@
 # Two entry points: `make train` runs the documented example, `make test` checks everything
-# (ruff, mypy --strict, pytest with doctests, and the Sphinx docs built with warnings as errors).
+# (ruff, the import-layer contract, mypy --strict, pytest with doctests, and the Sphinx docs
+# built with warnings as errors).
 # Each creates .venv and installs the project into it on first use (and when pyproject.toml changes).
 
 PYTHON ?= python3
@@ -21,6 +22,7 @@ train: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict multitask_mnist

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from multitask_mnist import load_mnist, presets, program
+from multitask_mnist import distributed, load_mnist, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MNISTAddition, normalize
-from multitask_mnist.training import Trainer, distributed, update_metrics_file
+from multitask_mnist.training import Trainer, update_metrics_file
 
 #: The seed of the test split's grouping: every run is scored on the same sums.
 TEST_SEED = 0

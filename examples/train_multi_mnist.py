@@ -32,11 +32,11 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Subset
 
-from multitask_mnist import WeightedMultiLoss, presets, program
+from multitask_mnist import WeightedMultiLoss, distributed, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MultiMNIST
 from multitask_mnist.losses import STRATEGIES
 from multitask_mnist.methods import METHODS
-from multitask_mnist.training import Trainer, distributed, update_metrics_file
+from multitask_mnist.training import Trainer, update_metrics_file
 
 #: The seed of the test split's pairing: every run is scored on the same images.
 TEST_SEED = 0

@@ -31,6 +31,7 @@ from multitask_mnist import (
     ConvTrunk,
     ScalarFusionHead,
     Task,
+    distributed,
     program,
 )
 from multitask_mnist.cli import add_train_arguments, mnist_test_split
@@ -38,7 +39,7 @@ from multitask_mnist.data import DATA_ENV_VAR, WithFields, load_mnist
 from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import Block, Input, MLPHead, MultiTaskNet
 from multitask_mnist.presets import MNIST_SUM_LAYERS
-from multitask_mnist.training import GradientConflict, Trainer, distributed
+from multitask_mnist.training import GradientConflict, Trainer
 
 
 def larger_label(sample: dict[str, Tensor]) -> Tensor:

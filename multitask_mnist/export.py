@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist import presets
 from multitask_mnist._extras import require
 from multitask_mnist._validation import check_choice, check_int
+from multitask_mnist.checkpoint import SAFETENSORS_FORMAT, load_model_state, read_safetensors
 from multitask_mnist.errors import InvalidTypeError, InvalidValueError
 from multitask_mnist.models import MultiTaskNet
 
@@ -37,8 +39,6 @@ __all__ = [
 EXPORT_FORMATS = ("onnx", "safetensors")
 #: The ONNX opset of :func:`export_onnx`: 18, which onnxruntime 1.14 and later run.
 ONNX_OPSET = 18
-#: The ``format`` entry of our safetensors metadata; :func:`load_safetensors` checks it.
-SAFETENSORS_FORMAT = "multitask_mnist.weights/1"
 
 
 class _ByPosition(nn.Module):
@@ -183,39 +183,9 @@ def load_safetensors(
         ...
         FileNotFoundError: Weights not found: missing.safetensors
     """
-    from multitask_mnist import presets
-    from multitask_mnist.training.checkpoint import CheckpointError, load_model_state
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights not found: {path}")
-    safetensors = require("safetensors", "export", "Reading safetensors")
-    try:
-        with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
-            metadata = file.metadata() or {}
-            state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
-    if "preset" not in metadata:
-        raise CheckpointError(
-            f"{path} does not say which preset built its network (its metadata has no "
-            "'preset'); build the network yourself and load the tensors with "
-            "safetensors.torch.load_file"
-        )
-    found = metadata.get("format")
-    if found != SAFETENSORS_FORMAT:
-        what = "no weights format" if found is None else f"weights format {found!r}"
-        raise CheckpointError(
-            f"{path} names preset {metadata['preset']!r} but has {what} in its metadata; "
-            f"this version reads format {SAFETENSORS_FORMAT!r}, as "
-            "multitask_mnist.export.save_safetensors writes it"
-        )
-    try:
-        kwargs = json.loads(metadata.get("preset_kwargs", "{}"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} has unreadable preset arguments: {error}") from error
-    model = presets.from_record(metadata["preset"], kwargs, source=path)
-    load_model_state(model, state, source=path)
+    tensors, record = read_safetensors(path)
+    model = presets.from_record(record["name"], record["kwargs"], source=path)
+    load_model_state(model, tensors, source=path)
     return model.to(map_location).eval()
 
 

@@ -22,6 +22,12 @@ from typing import Annotated, Any, TypeVar, cast
 import torch
 from torch import nn
 
+from multitask_mnist.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    read_safetensors,
+)
 from multitask_mnist.errors import InvalidTypeError, InvalidValueError, MultitaskMnistError
 from multitask_mnist.models import (
     Block,
@@ -342,16 +348,11 @@ def from_checkpoint(
         ...
         FileNotFoundError: Checkpoint not found: missing.pt
     """
-    from multitask_mnist.training.checkpoint import (
-        CheckpointError,
-        load_checkpoint,
-        load_model_state,
-    )
-
     if Path(path).suffix == ".safetensors":
-        from multitask_mnist.export import load_safetensors
-
-        return load_safetensors(path, map_location=map_location)
+        tensors, found = read_safetensors(path)
+        model = from_record(found["name"], found["kwargs"], source=path)
+        load_model_state(model, tensors, source=path)
+        return model.to(map_location).eval()
     state = load_checkpoint(path, map_location=map_location)
     record = state.get("preset")
     if record is None and state["format"] == 1:  # format 1 kept it in the config
@@ -392,11 +393,9 @@ def from_record(name: str, kwargs: object, *, source: object) -> MultiTaskNet:
         >>> from_record("mnist_addition", {"digits": 10**12}, source="weights.pt")
         Traceback (most recent call last):
         ...
-        multitask_mnist.training.checkpoint.CheckpointError: weights.pt records preset \
+        multitask_mnist.checkpoint.CheckpointError: weights.pt records preset \
 'mnist_addition' with arguments it does not build: Expected argument `digits` ...
     """
-    from multitask_mnist.training.checkpoint import CheckpointError
-
     if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
         raise CheckpointError(
             f"{source} records the arguments of preset {name!r} as {kwargs!r}; expected a "

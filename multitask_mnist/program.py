@@ -19,8 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import MultitaskMnistError
-from multitask_mnist.training import TrainingInterrupted, distributed
+from multitask_mnist.training import TrainingInterrupted
 
 __all__ = [
     "DEBUG_ENV_VAR",

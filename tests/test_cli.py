@@ -420,7 +420,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_checkpoint(
 ) -> None:
     import errno
 
-    from multitask_mnist.training import checkpoint, load_checkpoint
+    from multitask_mnist import checkpoint
+    from multitask_mnist.training import load_checkpoint
 
     common = ["--limit", "100", "--batch-size", "50", "--output-dir", str(tmp_path)]
     assert _run("train", "--epochs", "1", *common, data=small_mnist).returncode == 0

@@ -20,7 +20,7 @@ MODULES = [
     "multitask_mnist.tasks",
     "multitask_mnist.presets",
     "multitask_mnist.training",
-    "multitask_mnist.training.distributed",
+    "multitask_mnist.distributed",
     "multitask_mnist.training.allocator",
     "multitask_mnist.export",
     "multitask_mnist.demo",

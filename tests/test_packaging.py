@@ -24,7 +24,7 @@ names = 0
 for module in ("multitask_mnist", "multitask_mnist.data", "multitask_mnist.models",
                "multitask_mnist.losses", "multitask_mnist.tasks", "multitask_mnist.methods",
                "multitask_mnist.presets", "multitask_mnist.training",
-               "multitask_mnist.training.distributed", "multitask_mnist.export",
+               "multitask_mnist.distributed", "multitask_mnist.export",
                "multitask_mnist.demo", "multitask_mnist.cli"):
     loaded = importlib.import_module(module)
     for name in loaded.__all__:

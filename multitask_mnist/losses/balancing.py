@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses.weighting import LossWeighting
 
@@ -30,7 +31,6 @@ _ADAM_EPS = 1e-8
 
 def _mean_over_processes(values: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
     """``values`` averaged over the processes where ``present``; and where any was."""
-    from multitask_mnist.training import distributed  # the loss knows no Trainer
 
     if distributed.world_size() == 1:
         return values, present

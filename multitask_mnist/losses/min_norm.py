@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses.weighting import LossWeighting
 
@@ -182,7 +183,6 @@ class MGDAUBWeighting(LossWeighting):
         return (self.last.to(losses.dtype) * losses).sum()
 
     def _weights(self, losses: Tensor, outputs: list[Tensor]) -> Tensor:
-        from multitask_mnist.training import distributed  # the loss knows no Trainer
 
         rows = []
         for loss in losses.unbind():

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist import distributed
 from multitask_mnist.losses.functional import (
     dwa_weights,
     uncertainty_weighted_loss,
@@ -172,7 +173,6 @@ class DynamicWeightAverage(LossWeighting):
 
     def on_train_epoch_end(self) -> None:
         """Close the epoch: its mean losses (over all processes) set the next weights."""
-        from multitask_mnist.training import distributed  # the loss knows no Trainer
 
         sums = torch.cat([self.running_sum, self.running_count.reshape(1)])
         distributed.all_reduce_sum(sums)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError
 
 __all__ = ["GradientDiagnostics", "GradientProbe"]
@@ -158,7 +159,6 @@ class GradientProbe:
     def measure(self, losses: Sequence[Tensor], total: Tensor) -> None:
         """Record one step; ``losses`` ``K`` scalars with their graph, ``total`` their
         weighted total."""
-        from multitask_mnist.training import distributed  # methods know no Trainer
 
         losses = list(losses)
         weights = torch.autograd.grad(total, losses, retain_graph=True, allow_unused=True)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.methods.diagnostics import GradientDiagnostics, gramian
 from multitask_mnist.models import MultiTaskNet
@@ -136,7 +137,6 @@ class GradientAggregation:
             _load_nash_mtl_state(self.aggregator, state["nash_mtl"])
 
     def _average_over_processes(self) -> None:
-        from multitask_mnist.training import distributed  # methods know no Trainer
 
         if distributed.world_size() == 1:
             return

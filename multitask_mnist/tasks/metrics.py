@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError, MissingFieldError
 from multitask_mnist.tasks.losses import task_masks
 from multitask_mnist.tasks.task import Task
@@ -148,7 +149,6 @@ class TaskMetrics:
         Returns:
             The metrics named in the class docstring; empty before any update.
         """
-        from multitask_mnist.training import distributed  # tasks know no Trainer
 
         sums = self.sums.clone()
         distributed.all_reduce_sum(sums)

@@ -2,12 +2,23 @@
 
 ``trainer`` the loop; ``task`` the model and loss as one module; ``callbacks`` the
 events and the default callbacks (checkpoints, run files, log lines, progress,
-early stopping); ``optim`` optimizer and schedule factories; ``checkpoint`` the
-saved state and its files; ``distributed`` torchrun and DDP; ``preemption`` signals;
-``run_lock`` one run per output folder; ``history`` what a run records.
+early stopping); ``optim`` optimizer and schedule factories; ``preemption`` signals;
+``run_lock`` one run per output folder; ``history`` what a run records. The saved
+state's format is :mod:`multitask_mnist.checkpoint` and torchrun's processes are joined
+by :mod:`multitask_mnist.distributed`, both a layer below.
 """
 
-from multitask_mnist.training import distributed
+from multitask_mnist import distributed  # noqa: F401 - the old path, kept for 0.2 (moved up a layer)
+from multitask_mnist.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    TrainingState,
+    load_checkpoint,
+    load_model_state,
+    prepare_output_dir,
+    save_checkpoint,
+    write_text_atomic,
+)
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
 from multitask_mnist.training.callbacks import (
     BEST_CHECKPOINT,
@@ -22,16 +33,6 @@ from multitask_mnist.training.callbacks import (
     TensorBoard,
     default_callbacks,
     update_metrics_file,
-)
-from multitask_mnist.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    TrainingState,
-    load_checkpoint,
-    load_model_state,
-    prepare_output_dir,
-    save_checkpoint,
-    write_text_atomic,
 )
 from multitask_mnist.training.history import History
 from multitask_mnist.training.optim import (
@@ -73,7 +74,6 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "default_callbacks",
-    "distributed",
     "load_checkpoint",
     "load_model_state",
     "param_groups",

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multitask_mnist.training.checkpoint import write_text_atomic
+from multitask_mnist.checkpoint import write_text_atomic
 
 __all__ = ["History"]
 

@@ -3,8 +3,8 @@
 Around the loop, each job has its own module: callbacks write checkpoints, run
 files, log lines and the progress bar (:mod:`multitask_mnist.training.callbacks`);
 :mod:`~multitask_mnist.training.optim` builds optimizers and schedules;
-:mod:`~multitask_mnist.training.checkpoint` defines the saved state;
-:mod:`~multitask_mnist.training.distributed` joins torchrun's processes;
+:mod:`~multitask_mnist.checkpoint` defines the saved state;
+:mod:`~multitask_mnist.distributed` joins torchrun's processes;
 :mod:`~multitask_mnist.training.preemption` catches signals and
 :mod:`~multitask_mnist.training.run_lock` guards the output folder.
 
@@ -32,7 +32,17 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from multitask_mnist import distributed
 from multitask_mnist._validation import check_bool, check_choice, check_int, check_number
+from multitask_mnist.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    TrainingState,
+    load_checkpoint,
+    load_model_state,
+    prepare_output_dir,
+    sweep_temporary_files,
+)
 from multitask_mnist.data.fields import as_fields, to_device
 from multitask_mnist.errors import (
     InvalidTypeError,
@@ -51,21 +61,12 @@ from multitask_mnist.methods import (
 )
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import TaskMetrics, check_labels, label_mask
-from multitask_mnist.training import _runtime, allocator, distributed
+from multitask_mnist.training import _runtime, allocator
 from multitask_mnist.training.callbacks import (
     LAST_CHECKPOINT,
     Callback,
     GradientConflict,
     default_callbacks,
-)
-from multitask_mnist.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    TrainingState,
-    load_checkpoint,
-    load_model_state,
-    prepare_output_dir,
-    sweep_temporary_files,
 )
 from multitask_mnist.training.history import History
 from multitask_mnist.training.optim import (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from multitask_mnist import AugmentedDigitDataset, presets
-from multitask_mnist.training import Trainer, distributed
+from multitask_mnist import AugmentedDigitDataset, distributed, presets
+from multitask_mnist.training import Trainer
 from tests.conftest import SyntheticDigits
 
 

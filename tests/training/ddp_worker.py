@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
-from multitask_mnist.training import GradientConflict, Trainer, distributed
+from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, distributed, presets
+from multitask_mnist.training import GradientConflict, Trainer
 from tests.conftest import SyntheticDigits
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from multitask_mnist.training import distributed
+from multitask_mnist import distributed
 from multitask_mnist.training.callbacks.base import Callback
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from multitask_mnist import distributed
+from multitask_mnist.checkpoint import write_text_atomic
 from multitask_mnist.errors import InvalidValueError
-from multitask_mnist.training import distributed
 from multitask_mnist.training.callbacks.base import Callback
-from multitask_mnist.training.checkpoint import write_text_atomic
 
 if TYPE_CHECKING:
     from multitask_mnist.training.history import History

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from multitask_mnist.training import distributed
+from multitask_mnist import distributed
+from multitask_mnist.checkpoint import save_checkpoint
 from multitask_mnist.training.callbacks.base import Callback
-from multitask_mnist.training.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
     from multitask_mnist.training.trainer import Trainer

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from multitask_mnist.training import distributed
+from multitask_mnist import distributed
 from multitask_mnist.training.callbacks.base import Callback
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from multitask_mnist.training import distributed
+from multitask_mnist import distributed
+from multitask_mnist.checkpoint import write_text_atomic
 from multitask_mnist.training.callbacks.base import Callback
-from multitask_mnist.training.checkpoint import write_text_atomic
 
 if TYPE_CHECKING:
     from multitask_mnist.training.history import History

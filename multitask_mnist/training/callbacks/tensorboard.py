@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from multitask_mnist import distributed
 from multitask_mnist._extras import require
-from multitask_mnist.training import distributed
 from multitask_mnist.training.callbacks.base import Callback
 
 if TYPE_CHECKING:

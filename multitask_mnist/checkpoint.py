@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -15,17 +16,20 @@ from typing import Any, BinaryIO, TypedDict
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist._extras import require
 from multitask_mnist.errors import MultitaskMnistError
 from multitask_mnist.models.net import PresetRecord
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "SAFETENSORS_FORMAT",
     "CheckpointError",
     "PresetRecord",
     "TrainingState",
     "load_checkpoint",
     "load_model_state",
     "prepare_output_dir",
+    "read_safetensors",
     "save_checkpoint",
     "sweep_temporary_files",
     "write_text_atomic",
@@ -38,6 +42,10 @@ _TMP_SUFFIX = ".tmp"
 #: only format 3 (metric sums by task) can be resumed from.
 CHECKPOINT_FORMAT = 3
 _READABLE_FORMATS = (1, 2, 3)
+
+#: The ``format`` that :func:`multitask_mnist.export.save_safetensors` writes in the
+#: metadata of a ``.safetensors`` file, beside the preset's name and arguments.
+SAFETENSORS_FORMAT = "multitask_mnist.weights/1"
 
 
 class TrainingState(TypedDict):
@@ -79,7 +87,7 @@ class CheckpointError(MultitaskMnistError, RuntimeError):
         >>> load_checkpoint(__file__)
         Traceback (most recent call last):
         ...
-        multitask_mnist.training.checkpoint.CheckpointError: ... (not a torch.save archive)
+        multitask_mnist.checkpoint.CheckpointError: ... (not a torch.save archive)
     """
 
 
@@ -213,7 +221,7 @@ def load_model_state(model: nn.Module, state: Mapping[str, Tensor], *, source: o
         >>> load_model_state(nn.Linear(2, 3), nn.Linear(2, 4).state_dict(), source="demo")
         Traceback (most recent call last):
         ...
-        multitask_mnist.training.checkpoint.CheckpointError: demo does not fit this network: ...
+        multitask_mnist.checkpoint.CheckpointError: demo does not fit this network: ...
     """
     own = model.state_dict()
     missing = sorted({_layer(k) for k in own.keys() - state.keys()})
@@ -297,3 +305,60 @@ def load_checkpoint(
             f"formats {', '.join(map(str, _READABLE_FORMATS))} (was it written by a newer one?)"
         )
     return state
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], PresetRecord]:
+    """Read a ``.safetensors`` file written by :func:`multitask_mnist.export.save_safetensors`:
+    its tensors and the record of the preset that built them.
+
+    Safetensors holds tensors and a string-to-string metadata map, nothing that runs.
+    The record is returned as read; :func:`multitask_mnist.presets.from_record` checks it
+    before anything is built.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The tensors by name, on the CPU, and the preset record (``name``, ``kwargs``).
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        MissingExtraError: ``safetensors`` is not installed (the ``export`` extra).
+        CheckpointError: Not a safetensors file, silent about its preset, of another
+            weights format, or with unreadable preset arguments.
+
+    Example:
+        >>> read_safetensors("missing.safetensors")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Weights not found: missing.safetensors
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights not found: {path}")
+    safetensors = require("safetensors", "export", "Reading safetensors")
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
+            metadata = file.metadata() or {}
+            state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    if "preset" not in metadata:
+        raise CheckpointError(
+            f"{path} does not say which preset built its network (its metadata has no "
+            "'preset'); build the network yourself and load the tensors with "
+            "safetensors.torch.load_file"
+        )
+    found = metadata.get("format")
+    if found != SAFETENSORS_FORMAT:
+        what = "no weights format" if found is None else f"weights format {found!r}"
+        raise CheckpointError(
+            f"{path} names preset {metadata['preset']!r} but has {what} in its metadata; "
+            f"this version reads format {SAFETENSORS_FORMAT!r}, as "
+            "multitask_mnist.export.save_safetensors writes it"
+        )
+    try:
+        kwargs = json.loads(metadata.get("preset_kwargs", "{}"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} has unreadable preset arguments: {error}") from error
+    return state, PresetRecord(name=metadata["preset"], kwargs=kwargs)
