@@ -58,6 +58,7 @@ nitpick_ignore = [
         "torch.optim.optimizer.Optimizer",
         "torch.optim.lr_scheduler.LRScheduler",
         "PIL.Image.Image",  # no Pillow inventory is shipped
+        "Path",  # pathlib.Path in a postponed annotation
     )
 ]
 # The fields of presets.Range, which autodoc prints inside Annotated[...] signatures.

@@ -37,11 +37,12 @@ __all__ = [
 
 _TMP_SUFFIX = ".tmp"
 
-#: The format this version writes. Formats 1 (no callbacks, no mid-epoch position) and
-#: 2 (metric sums of the fixed digit/sum pair) still load for their weights and preset;
-#: only format 3 (metric sums by task) can be resumed from.
-CHECKPOINT_FORMAT = 3
-_READABLE_FORMATS = (1, 2, 3)
+#: The format this version writes. Formats 1 (no callbacks, no mid-epoch position), 2
+#: (metric sums of the fixed digit/sum pair) and 3 (a loss strategy's state under
+#: ``loss``) still load for their weights and preset; only format 4 (every method's
+#: state under ``method``) can be resumed from.
+CHECKPOINT_FORMAT = 4
+_READABLE_FORMATS = (1, 2, 3, 4)
 
 #: The ``format`` that :func:`multitask_mnist.export.save_safetensors` writes in the
 #: metadata of a ``.safetensors`` file, beside the preset's name and arguments.
@@ -65,15 +66,16 @@ class TrainingState(TypedDict):
     step: int  # batches of the next epoch already trained
     stop_reason: str | None  # why a callback stopped the run early, if one did
     model: dict[str, Any]  # MultiTaskNet.state_dict()
-    loss: dict[str, Any]  # WeightedMultiLoss.state_dict(), learned and running state
-    method: dict[str, Any]  # a gradient method's state between steps (Nash-MTL's), or {}
+    loss: dict[str, Any]  # WeightedMultiLoss.state_dict()
+    method: dict[str, Any]  # the method's state_dict(): learned weights, running state
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: list[dict[str, Any]]  # every global RNG state the run draws from, per process
     callbacks: dict[str, dict[str, Any]]  # each callback's state_dict(), by name
     history: list[dict[str, float]]  # History.epochs
     # The epoch in progress, when a signal stopped it: its first metrics, its steps, the
-    # time spent, and each process's own sums (metric totals, the loss's running state).
+    # time spent, and each process's own sums (metric totals, the method's running state,
+    # the gradient diagnostics).
     epoch_state: dict[str, Any]
     train_time_s: float
     config: dict[str, Any]  # the Trainer's configuration, for the record

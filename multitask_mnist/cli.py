@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from multitask_mnist import presets, program
+from multitask_mnist import distributed, presets, program
 from multitask_mnist._validation import check_int
 from multitask_mnist.data import (
     DATA_ENV_VAR,
@@ -36,7 +36,6 @@ from multitask_mnist.training import (
     GradientConflict,
     TensorBoard,
     Trainer,
-    distributed,
 )
 
 __all__ = [

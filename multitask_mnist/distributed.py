@@ -1,11 +1,13 @@
 """Training on many processes through PyTorch's own engine (``torchrun`` + DDP).
 
 Under ``torchrun --nproc_per_node=N``, the Trainer joins the process group that
-torchrun describes in the environment (gloo on the CPU, NCCL on CUDA), wraps the
-model in :class:`~torch.nn.parallel.DistributedDataParallel`, shards every epoch
-with a :class:`~torch.utils.data.DistributedSampler`, reduces metrics across
-processes so every rank reports the same numbers, and lets rank 0 alone print and
-write files. Outside torchrun nothing here does anything.
+torchrun describes in the environment (gloo on the CPU, NCCL on CUDA), starts every
+process from rank 0's weights, shards every epoch with a
+:class:`~torch.utils.data.DistributedSampler`, has each method average what its step
+needs (:func:`average_gradients` after a backward pass, a Jacobian before it is
+aggregated, a statistic), reduces metrics across processes so every rank reports the
+same numbers, and lets rank 0 alone print and write files. Outside torchrun nothing
+here does anything.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather_object",
+    "all_reduce_max",
+    "all_reduce_mean",
+    "all_reduce_sum",
+    "average_gradients",
     "barrier",
     "broadcast_module",
     "cleanup",
@@ -28,7 +34,6 @@ __all__ = [
     "rank",
     "setup",
     "world_size",
-    "wrap",
 ]
 
 
@@ -66,33 +71,6 @@ def setup(device: torch.device) -> torch.device:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         atexit.register(cleanup)  # a script that never calls cleanup() leaves the group too
     return device
-
-
-def wrap(
-    module: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False
-) -> torch.nn.Module:
-    """Wrap ``module`` in DistributedDataParallel under torchrun; return it as is otherwise.
-
-    Args:
-        module: What trains, e.g. a :class:`~multitask_mnist.training.TrainingTask`.
-        device: The device :func:`setup` returned.
-        find_unused_parameters: Some parameters may get no gradient in a step (a task
-            weighted zero); DDP then looks for them every step, which costs time.
-
-    Returns:
-        The module to run training steps through; DDP averages every gradient of it.
-
-    Example:
-        >>> layer = torch.nn.Linear(2, 1)
-        >>> wrap(layer, torch.device("cpu")) is layer
-        True
-    """
-    if world_size() == 1:
-        return module
-    ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=ids, find_unused_parameters=find_unused_parameters
-    )
 
 
 def broadcast_module(module: torch.nn.Module, *, parameters: bool = True) -> None:
@@ -159,7 +137,18 @@ def is_main_process() -> bool:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all processes in place (a no-op on one process)."""
+    """Sum ``tensor`` over all processes in place (a no-op on one process).
+
+    Args:
+        tensor: The same shape on every process.
+
+    Returns:
+        ``tensor``, summed.
+
+    Example:
+        >>> all_reduce_sum(torch.ones(2))
+        tensor([1., 1.])
+    """
     if is_initialized():
         dist.all_reduce(tensor)
     return tensor
@@ -167,7 +156,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_mean(tensors: Sequence[torch.Tensor]) -> None:
     """Average ``tensors`` over all processes in place, in one all-reduce of their
-    concatenation (a no-op on one process)."""
+    concatenation (a no-op on one process).
+
+    Args:
+        tensors: The same shapes on every process.
+
+    Example:
+        >>> values = [torch.ones(2)]; all_reduce_mean(values); values
+        [tensor([1., 1.])]
+    """
     world = world_size()
     if world == 1 or not tensors:
         return
@@ -180,8 +177,56 @@ def all_reduce_mean(tensors: Sequence[torch.Tensor]) -> None:
         offset += t.numel()
 
 
+def average_gradients(parameters: Sequence[torch.Tensor]) -> None:
+    """Average the parameters' gradients over all processes, in one all-reduce.
+
+    What DDP does after a backward pass, done by a method where its step needs it
+    (:meth:`multitask_mnist.methods.Method.backward`). A parameter without a gradient
+    on some processes counts as zero there; one without a gradient on every process
+    keeps none. A no-op on one process.
+
+    Args:
+        parameters: The trainable parameters, in the same order on every process.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.ones(2)); w.grad = torch.full((2,), 3.0)
+        >>> average_gradients([w]); w.grad  # one process: as it was
+        tensor([3., 3.])
+    """
+    world = world_size()
+    if world == 1 or not parameters:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    present = torch.tensor([float(p.grad is not None) for p in parameters], device=grads[0].device)
+    flat = torch.cat([*(g.reshape(-1).float() for g in grads), present])
+    all_reduce_sum(flat)
+    offset = 0
+    for parameter, grad in zip(parameters, grads, strict=True):
+        size = grad.numel()
+        average = (flat[offset : offset + size] / world).view_as(grad).to(grad.dtype)
+        offset += size
+        if parameter.grad is None:
+            parameter.grad = average
+        else:
+            parameter.grad.copy_(average)
+    for parameter, anywhere in zip(parameters, flat[offset:].tolist(), strict=True):
+        if not anywhere:
+            parameter.grad = None
+
+
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
-    """Take the maximum of ``tensor`` over all processes in place (a no-op on one process)."""
+    """Take the maximum of ``tensor`` over all processes in place (a no-op on one process).
+
+    Args:
+        tensor: The same shape on every process.
+
+    Returns:
+        ``tensor``, the elementwise maximum.
+
+    Example:
+        >>> all_reduce_max(torch.tensor([3, 1]))
+        tensor([3, 1])
+    """
     if is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor

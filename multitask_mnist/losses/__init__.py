@@ -1,40 +1,23 @@
-"""Losses: each task's loss over its labelled samples, weighted by a strategy."""
+"""Losses: each task's loss over its labelled samples, and its fixed weight.
 
-from multitask_mnist.losses.balancing import FAMOWeighting, GradNormWeighting, last_shared_layer
+How a training step combines the task losses (a learned weighting, a gradient method)
+is a :mod:`multitask_mnist.methods` method; this package computes the losses
+themselves and the functions the methods share.
+"""
+
 from multitask_mnist.losses.functional import (
     MultiLossOutput,
     dwa_weights,
     uncertainty_weighted_loss,
     weighted_sum,
 )
-from multitask_mnist.losses.min_norm import MGDAUBWeighting, min_norm_weights, shared_representation
 from multitask_mnist.losses.weighted import STRATEGIES, WeightedMultiLoss
-from multitask_mnist.losses.weighting import (
-    DynamicWeightAverage,
-    FixedWeighting,
-    GeometricLossWeighting,
-    LossWeighting,
-    RandomLossWeighting,
-    UncertaintyWeighting,
-)
 
 __all__ = [
     "STRATEGIES",
-    "DynamicWeightAverage",
-    "FAMOWeighting",
-    "FixedWeighting",
-    "GeometricLossWeighting",
-    "GradNormWeighting",
-    "LossWeighting",
-    "MGDAUBWeighting",
     "MultiLossOutput",
-    "RandomLossWeighting",
-    "UncertaintyWeighting",
     "WeightedMultiLoss",
     "dwa_weights",
-    "last_shared_layer",
-    "min_norm_weights",
-    "shared_representation",
     "uncertainty_weighted_loss",
     "weighted_sum",
 ]

@@ -1,10 +1,11 @@
 """How the tasks' gradients on the shared parameters relate: cosine, norms, weights.
 
 :class:`GradientDiagnostics` keeps the per-step values and their sums over an epoch;
-a gradient method (:class:`~multitask_mnist.methods.GradientAggregation`) fills it at
-every step from the Jacobian it computes anyway. Without a gradient method,
-:class:`GradientProbe` measures the same on chosen steps, at the price of one extra
-backward pass per task through the shared blocks.
+every method holds one (``method.diagnostics``). A gradient method
+(:class:`~multitask_mnist.methods.GradientAggregation`) fills it at every step from the
+Jacobian it computes anyway; for any other method, :class:`GradientProbe` measures the
+same on the steps a callback asks for, at the price of one extra backward pass per task
+through the shared blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from multitask_mnist import distributed
-from multitask_mnist.errors import InvalidValueError
+from multitask_mnist.methods.shared import gramian
 
 __all__ = ["GradientDiagnostics", "GradientProbe"]
 
@@ -114,19 +115,6 @@ class GradientDiagnostics:
         self._sums = None if sums is None else sums.to(device)
 
 
-def gramian(rows: Sequence[Tensor]) -> Tensor:
-    """``(K, K)`` float64: the inner products of the ``(K, ...)`` per-parameter
-    Jacobians ``rows``, summed over the parameters."""
-    total: Tensor | None = None
-    for jac in rows:
-        flat = jac.reshape(jac.shape[0], -1).double()
-        part = flat @ flat.T
-        total = part if total is None else total + part
-    if total is None:
-        raise InvalidValueError("Expected at least one parameter's Jacobian, got none")
-    return total
-
-
 class GradientProbe:
     """Measures the task gradients on the shared parameters without a gradient method.
 
@@ -134,12 +122,13 @@ class GradientProbe:
     backward pass and records, in its ``diagnostics``, the Gramian of the task
     gradients on the shared parameters (one backward pass per task, keeping the graph
     for the training step's own backward) and each task's effective weight, the
-    derivative of the total with respect to its loss (its weight for ``fixed``, the
-    step's weight for any other strategy). Under torchrun the per-task gradients are
+    derivative of the total with respect to its loss (its fixed weight for ``"none"``,
+    the step's weight for any other method). Under torchrun the per-task gradients are
     averaged over the processes first, so every process records the same values.
 
     Args:
         shared: The shared parameters.
+        diagnostics: Where to record (a method's ``diagnostics``); a new one by default.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
@@ -152,14 +141,15 @@ class GradientProbe:
         True
     """
 
-    def __init__(self, shared: Sequence[Tensor]) -> None:
+    def __init__(
+        self, shared: Sequence[Tensor], diagnostics: GradientDiagnostics | None = None
+    ) -> None:
         self.shared = list(shared)
-        self.diagnostics = GradientDiagnostics()
+        self.diagnostics = diagnostics if diagnostics is not None else GradientDiagnostics()
 
     def measure(self, losses: Sequence[Tensor], total: Tensor) -> None:
         """Record one step; ``losses`` ``K`` scalars with their graph, ``total`` their
         weighted total."""
-
         losses = list(losses)
         weights = torch.autograd.grad(total, losses, retain_graph=True, allow_unused=True)
         effective = torch.stack(

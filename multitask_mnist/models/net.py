@@ -409,6 +409,18 @@ class MultiTaskNet(nn.Module):
         order = self.task_names
         return {name: tuple(t for t in order if t in readers[name]) for name in self._blocks}
 
+    def shared_blocks(self) -> tuple[str, ...]:
+        """The blocks that several tasks depend on, in the order they run: where the
+        tasks' gradients meet. Every helper that reads sharing from the graph (the
+        shared parameters, the shared representation, :meth:`gradient_stops`) starts here.
+
+        Example:
+            >>> from multitask_mnist import presets
+            >>> presets.mnist_sum().shared_blocks(), presets.multi_mnist_lenet().shared_blocks()
+            (('trunk',), ('encoder',))
+        """
+        return tuple(name for name, tasks in self.block_tasks().items() if len(tasks) > 1)
+
     def gradient_stops(self) -> list[tuple[str, str]]:
         """Where a task's gradient stops short of the shared blocks.
 
@@ -426,13 +438,13 @@ class MultiTaskNet(nn.Module):
             >>> presets.mnist_sum(fusion="expectation").gradient_stops()
             []
         """
-        tasks_of = self.block_tasks()
+        tasks_of, shared = self.block_tasks(), self.shared_blocks()
         return [
             (name, read)
             for name, block in self._blocks.items()
             if not getattr(block.module, "passes_gradient", True) and len(tasks_of[name]) == 1
             for read in block.reads
-            if len(tasks_of.get(read, ())) > 1
+            if read in shared
         ]
 
     def fast_modules(self) -> list[nn.Module]:

@@ -1,11 +1,15 @@
 """Training: the Trainer and what surrounds its loop, one job per module.
 
-``trainer`` the loop; ``task`` the model and loss as one module; ``callbacks`` the
-events and the default callbacks (checkpoints, run files, log lines, progress,
-early stopping); ``optim`` optimizer and schedule factories; ``preemption`` signals;
-``run_lock`` one run per output folder; ``history`` what a run records. The saved
-state's format is :mod:`multitask_mnist.checkpoint` and torchrun's processes are joined
-by :mod:`multitask_mnist.distributed`, both a layer below.
+``trainer`` the loop; ``config`` the settings, declared once; ``task`` the model, loss
+and method as one module; ``step`` one training step; ``batches`` the batches;
+``evaluation`` evaluation and prediction; ``resume`` the checkpoint connector;
+``run_dir`` the output folder's lock and the ranks' agreement on a stop;
+``callbacks`` the events and the default callbacks (checkpoints, run files, log
+lines, progress, early stopping); ``optim`` optimizer and schedule factories;
+``preemption`` signals; ``run_lock`` one run per output folder; ``history`` what a
+run records. The saved state's format is :mod:`multitask_mnist.checkpoint` and
+torchrun's processes are joined by :mod:`multitask_mnist.distributed`, both a layer
+below.
 """
 
 from multitask_mnist import distributed  # noqa: F401 - the old path, kept for 0.2 (moved up a layer)
@@ -19,6 +23,7 @@ from multitask_mnist.checkpoint import (
     save_checkpoint,
     write_text_atomic,
 )
+from multitask_mnist.methods import StepOutput
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
 from multitask_mnist.training.callbacks import (
     BEST_CHECKPOINT,
@@ -34,6 +39,8 @@ from multitask_mnist.training.callbacks import (
     default_callbacks,
     update_metrics_file,
 )
+from multitask_mnist.training.config import TrainerConfig
+from multitask_mnist.training.evaluation import Prediction
 from multitask_mnist.training.history import History
 from multitask_mnist.training.optim import (
     OPTIMIZERS,
@@ -43,9 +50,11 @@ from multitask_mnist.training.optim import (
     param_groups,
 )
 from multitask_mnist.training.preemption import TrainingInterrupted
+from multitask_mnist.training.run_dir import NonFiniteLossError
 from multitask_mnist.training.run_lock import OutputDirLockedError
+from multitask_mnist.training.step import train_step
 from multitask_mnist.training.task import TrainingTask
-from multitask_mnist.training.trainer import NonFiniteLossError, Prediction, Trainer
+from multitask_mnist.training.trainer import Trainer
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -66,8 +75,10 @@ __all__ = [
     "Prediction",
     "ProgressBar",
     "RunFiles",
+    "StepOutput",
     "TensorBoard",
     "Trainer",
+    "TrainerConfig",
     "TrainingInterrupted",
     "TrainingState",
     "TrainingTask",
@@ -80,6 +91,7 @@ __all__ = [
     "prepare_output_dir",
     "save_checkpoint",
     "seed_everything",
+    "train_step",
     "update_metrics_file",
     "write_text_atomic",
 ]

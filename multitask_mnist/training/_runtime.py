@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from multitask_mnist.errors import InvalidValueError
 
 __all__ = [
     "PRECISIONS",
+    "Autocast",
     "autocast",
     "cpu_supports_bf16",
     "get_rng_state",
@@ -26,6 +28,8 @@ __all__ = [
 
 #: The accepted ``precision`` values.
 PRECISIONS = ("auto", "bf16", "fp32")
+#: A run's precision context: called anew for each forward pass.
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
 @functools.cache

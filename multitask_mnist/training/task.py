@@ -1,62 +1,79 @@
-"""The model and its loss as one module, as timm's ``TrainingTask``."""
+"""The model, its loss and its method as one module, as timm's ``TrainingTask``."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from multitask_mnist.errors import InvalidTypeError, MissingFieldError
-from multitask_mnist.losses import MultiLossOutput, WeightedMultiLoss
+from multitask_mnist.losses import WeightedMultiLoss
+from multitask_mnist.methods import FixedWeighting, Method, StepOutput, capture_outputs
 from multitask_mnist.models import MultiTaskNet
+from multitask_mnist.tasks import task_masks
 
 __all__ = ["TrainingTask"]
 
 
 class TrainingTask(nn.Module):
-    """A :class:`~multitask_mnist.models.MultiTaskNet` and its loss in one module.
+    """A :class:`~multitask_mnist.models.MultiTaskNet`, its loss and its method in one
+    module: what the optimizer trains (learned task weights included), what a
+    checkpoint saves, what moves to the device. The loss is bound to the model's tasks
+    and the method to the model here.
 
-    The Trainer optimizes this module and wraps it in DDP whole: learned loss
-    weights are trained and averaged across processes like any other weight, with no
-    special case in the loop (checkpoints keep the model's and the loss's states).
-    The loss is bound to the model's tasks here.
-
-    In training mode the model receives the targets too, so teacher-forced blocks
-    (the sum head) learn from the true labels of their teacher task (see
+    Its forward pass is the first half of a training step: the batch split into inputs
+    and targets once, the masks computed once, the predictions, each task's loss and
+    the method's total, in one :class:`~multitask_mnist.methods.StepOutput`. In
+    training mode the model receives the targets too, so teacher-forced blocks (the sum
+    head) learn from the true labels of their teacher task (see
     :class:`~multitask_mnist.models.Block`); in eval mode it sees the inputs alone.
 
     Args:
         model: The network.
-        loss: The loss and its weighting strategy.
+        loss: The task losses and their fixed weights; equal weights by default.
+        method: How the losses become gradients; ``"none"`` (the weighted sum) by default.
 
     Raises:
-        ValueError: The loss is bound to other tasks than the model's.
+        ValueError: The loss is bound to other tasks than the model's, or the method
+            cannot train this model.
 
     Shapes:
         ``forward(batch)``: ``{name: tensor}`` holding the model's inputs and every
         task's ``(B,)`` labels (other fields are ignored) ->
-        (``{task: prediction}``, :class:`~multitask_mnist.losses.MultiLossOutput`).
+        :class:`~multitask_mnist.methods.StepOutput`.
 
     Example:
         >>> import torch
         >>> from multitask_mnist import presets
-        >>> task = TrainingTask(presets.mnist_sum(), WeightedMultiLoss())
+        >>> task = TrainingTask(presets.mnist_sum())
         >>> batch = {"image": torch.zeros(2, 1, 28, 28), "number": torch.tensor([1, 2]),
         ...          "digit": torch.tensor([3, 4]), "sum": torch.tensor([4, 6])}
-        >>> predictions, loss = task(batch)
-        >>> sorted(predictions), loss.total.shape
-        (['digit', 'sum', 'sum/teacher_forced'], torch.Size([]))
+        >>> step = task(batch)
+        >>> sorted(step.predictions), sorted(step.losses), step.total.shape
+        (['digit', 'sum', 'sum/teacher_forced'], ['digit', 'sum'], torch.Size([]))
     """
 
     model: MultiTaskNet
     loss: WeightedMultiLoss
+    method: Method
 
-    def __init__(self, model: MultiTaskNet, loss: WeightedMultiLoss) -> None:
+    def __init__(
+        self,
+        model: MultiTaskNet,
+        loss: WeightedMultiLoss | None = None,
+        method: Method | None = None,
+    ) -> None:
         super().__init__()
-        loss.attach(model)
+        loss = loss if loss is not None else WeightedMultiLoss()
+        method = method if method is not None else FixedWeighting()
+        loss.bind(model.tasks)
+        method.bind(model, loss.weights)
         self.model = model
         self.loss = loss
+        self.method = method
 
     def split(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The model's inputs and the tasks' targets of ``batch``.
@@ -84,30 +101,49 @@ class TrainingTask(nn.Module):
         targets = {name: batch[name] for name in self.model.task_names}
         return inputs, targets
 
-    def forward(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], MultiLossOutput]:
-        """Predict and score one batch."""
+    def forward(self, batch: Mapping[str, Tensor]) -> StepOutput:
+        """Predict and score one batch (the step's forward half)."""
         inputs, targets = self.split(batch)
-        predictions = self.model(inputs, targets=targets if self.training else None)
-        return predictions, self.loss(predictions, targets, teachers=self.model.teachers)
+        masks = task_masks(self.model.tasks, targets)
+        needs = self.method.needs if self.training else frozenset()
+        watched: list[str] = getattr(self.method, "representation", [])
+        keep: contextlib.AbstractContextManager[dict[str, Tensor]] = (
+            capture_outputs(self.model, watched)
+            if "shared_representation" in needs
+            else contextlib.nullcontext({})
+        )
+        with keep as kept:
+            predictions = self.model(inputs, targets=targets if self.training else None)
+        losses = self.loss.task_losses(predictions, targets, masks, self.model.teachers)
+        stacked = torch.stack(list(losses.values()))
+        shared = [kept[name] for name in watched] if "shared_representation" in needs else []
+        total = self.method(stacked, shared) if shared else self.method(stacked)
+        return StepOutput(
+            predictions,
+            targets,
+            masks,
+            losses,
+            total,
+            [p for p in self.parameters() if p.requires_grad],
+            shared,
+            partial(self.recompute, inputs, targets) if "second_forward" in needs else None,
+        )
 
-    def update_after_step(self, batch: Mapping[str, Tensor]) -> None:
-        """After an optimizer step, when the loss's strategy asks for it (FAMO): the
-        task losses on the same batch again, without gradients, for its update.
+    def recompute(self, inputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+        """``(K,)`` the task losses on the same batch again, without gradients, after an
+        optimizer step (for a method that needs a second forward pass: FAMO).
 
         Runs in training mode, as the step did; buffers such as batch-norm statistics
         are put back as the step left them, so the extra pass changes nothing else.
         """
-        if not self.loss.weighting.updates_after_step:
-            return
-        inputs, targets = self.split(batch)
         buffers = [(b, b.clone()) for b in self.model.buffers()]
         with torch.no_grad():
             predictions = self.model(inputs, targets=targets if self.training else None)
             parts = self.loss.task_losses(predictions, targets, teachers=self.model.teachers)
             for buffer, saved in buffers:
                 buffer.copy_(saved)
-        self.loss.weighting.update(torch.stack(list(parts.values())))
+        return torch.stack(list(parts.values()))
 
     def on_train_epoch_end(self) -> None:
-        """After every training epoch: the loss's weighting may update itself."""
-        self.loss.on_train_epoch_end()
+        """After every training epoch: the method may update itself (DWA does)."""
+        self.method.on_train_epoch_end()

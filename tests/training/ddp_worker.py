@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, distributed, presets
+from multitask_mnist import AugmentedDigitDataset, distributed, presets
 from multitask_mnist.training import GradientConflict, Trainer
 from tests.conftest import SyntheticDigits
 
@@ -33,7 +33,7 @@ def train(out: Path, strategy: str) -> tuple[Trainer, dict[str, Any]]:
     torch.manual_seed(seed)
     trainer = Trainer(
         presets.mnist_sum(fusion="expectation"),  # the sum reaches the trunk: two gradients
-        loss=WeightedMultiLoss(strategy=strategy),
+        method=strategy,
         epochs=3,
         batch_size=16,
         device="cpu",
@@ -50,7 +50,7 @@ def train(out: Path, strategy: str) -> tuple[Trainer, dict[str, Any]]:
         "history": [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs],
         "evaluate": metrics,
         "weights": {k: v.double().sum().item() for k, v in trainer.model.state_dict().items()},
-        "loss_state": {k: _total(v) for k, v in trainer.loss.state_dict().items()},
+        "loss_state": {k: _total(v) for k, v in trainer.method.state_dict().items()},
     }
 
 

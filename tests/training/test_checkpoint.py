@@ -132,7 +132,7 @@ def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
         ({"model": {}}, "is not a multitask_mnist checkpoint (no 'format' entry;"),
         (
             {"format": 99, "model": {}},
-            "has checkpoint format 99; this version of multitask_mnist reads formats 1, 2, 3 "
+            "has checkpoint format 99; this version of multitask_mnist reads formats 1, 2, 3, 4 "
             "(was it written by a newer one?)",
         ),
     ],

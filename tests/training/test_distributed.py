@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from multitask_mnist.losses import STRATEGIES
-from multitask_mnist.methods import METHODS
+from multitask_mnist.methods import AGGREGATORS, METHODS
 from multitask_mnist.training import load_checkpoint
 from tests.conftest import write_fake_mnist
 
 pytestmark = pytest.mark.stress  # starts processes: repeated by tests/stress.py
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The methods that train on one total (every one but the Jacobian aggregators).
+SCALARIZATIONS = [m for m in METHODS if m not in AGGREGATORS]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -41,13 +42,13 @@ def _run_worker(worker: str, out: Path, argument: str) -> None:
 
 @pytest.fixture(scope="module")
 def strategy_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every loss strategy trained in turn on two ranks, in one torchrun launch."""
+    """Every scalarization trained in turn on two ranks, in one torchrun launch."""
     out = tmp_path_factory.mktemp("strategies")
-    _run_worker("ddp_worker.py", out, ",".join(STRATEGIES))
+    _run_worker("ddp_worker.py", out, ",".join(SCALARIZATIONS))
     return out
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", SCALARIZATIONS)
 def test_ranks_agree_on_metrics_weights_and_loss_state(strategy_runs: Path, strategy: str) -> None:
     rank0, rank1 = (
         json.loads((strategy_runs / f"{strategy}-rank{r}.json").read_text()) for r in (0, 1)
@@ -111,16 +112,16 @@ def _union_of_the_ranks_batches(method: str) -> dict[str, torch.Tensor]:
     """One process training on each step's union of both ranks' batches (32 = 2 x 16)."""
     from torch.utils.data import DistributedSampler
 
-    from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
+    from multitask_mnist import AugmentedDigitDataset, presets
     from multitask_mnist.data import as_fields
-    from multitask_mnist.methods import GradientAggregation, make_aggregator, split_parameters
+    from multitask_mnist.methods import create_method
     from multitask_mnist.training import TrainingTask, create_optimizer, create_scheduler
     from multitask_mnist.training.optim import param_groups
     from tests.conftest import SyntheticDigits
 
     torch.manual_seed(0)
     model = presets.mnist_sum(fusion="expectation")
-    task = TrainingTask(model, WeightedMultiLoss()).train()
+    task = TrainingTask(model, method=create_method(method, 2)).train()
     data = AugmentedDigitDataset(SyntheticDigits(64))
     data.set_epoch(0)  # the Trainer's first epoch
     orders = []
@@ -131,18 +132,17 @@ def _union_of_the_ranks_batches(method: str) -> dict[str, torch.Tensor]:
     groups = param_groups(task, lr=3e-3, fast=model.fast_modules(), fast_lr_scale=10.0)
     optimizer = create_optimizer(groups, "adam", lr=3e-3, weight_decay=0.0)
     scheduler = create_scheduler(optimizer, "onecycle", 2)
-    step = GradientAggregation(make_aggregator(method, 2), *split_parameters(model, task.loss))
     for s in range(2):
         index = torch.cat([order[s * 16 : (s + 1) * 16] for order in orders])
-        _, loss = task(as_fields(data.get_batch(index)))
+        step = task(as_fields(data.get_batch(index)))
         optimizer.zero_grad(set_to_none=True)
-        step.backward(list(loss.parts.values()))
+        task.method.backward(step)
         optimizer.step()
         scheduler.step()
     return {k: v.detach() for k, v in model.state_dict().items()}
 
 
-GRADIENT_METHODS = [m for m in METHODS if m != "none"]
+GRADIENT_METHODS = list(AGGREGATORS)
 
 
 @pytest.fixture(scope="module")

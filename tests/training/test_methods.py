@@ -76,18 +76,20 @@ def test_a_method_with_argmax_fusion_is_refused_naming_the_block() -> None:
         _trainer(fusion="argmax", method="upgrad")
 
 
-def test_a_method_needs_the_fixed_loss_strategy() -> None:
+def test_a_method_and_a_deprecated_loss_strategy_are_refused_together() -> None:
+    with pytest.warns(DeprecationWarning, match=r"WeightedMultiLoss\(strategy=...\) is deprecated"):
+        loss = WeightedMultiLoss(strategy="uncertainty")
     with pytest.raises(
         ValueError,
-        match=r"^Method 'pcgrad' combines the tasks' gradients itself; use the loss strategy "
-        r"'fixed' with it \(got 'uncertainty'\)$",
+        match=r"^Give one method: Trainer\(method=...\) got 'pcgrad' and the loss the "
+        r"deprecated WeightedMultiLoss\(strategy='uncertainty'\); drop the strategy$",
     ):
-        _trainer(method="pcgrad", loss=WeightedMultiLoss(strategy="uncertainty"))
+        _trainer(method="pcgrad", loss=loss)
 
 
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(
-        ValueError, match=r"^Expected argument `method` to be one of 'none', 'upgrad'"
+        ValueError, match=r"^Expected argument `method` to be one of 'none', 'uncertainty'"
     ):
         _trainer(method="sgd")
 
@@ -126,7 +128,7 @@ def test_a_run_with_a_method_resumes_exactly(tmp_path: Path, method: str) -> Non
     straight.fit(_data(256))
     _assert_same_weights(resumed.task, straight.task)
     if method == "nash_mtl":  # its step count and last weights came back too
-        ours, theirs = (t._aggregation.aggregator.weighting for t in (resumed, straight))  # type: ignore[union-attr]
+        ours, theirs = (t.method.aggregator.weighting for t in (resumed, straight))
         assert ours.step == theirs.step == 12
         assert (ours.prvs_alpha == theirs.prvs_alpha).all()
 
@@ -157,9 +159,9 @@ def test_the_step_diagnostics_match_the_gramian_of_known_gradients() -> None:
     from multitask_mnist.methods import GradientAggregation, make_aggregator
 
     w = torch.nn.Parameter(torch.zeros(2))
-    step = GradientAggregation(make_aggregator("upgrad", 2), [w], [])
+    step = GradientAggregation(make_aggregator("upgrad", 2), shared=[w])
     a, b = torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0])
-    step.backward([a @ w, b @ w])
+    step.backward_rows([a @ w, b @ w], [])
     means = step.diagnostics.epoch(["a", "b"])
     assert means["grad_cosine"] == pytest.approx(3.0 / (3.0 * 2**0.5))
     assert means["grad_norm_ratio"] == pytest.approx(3.0 / 2**0.5)
@@ -200,13 +202,13 @@ def test_the_probe_sees_the_jacobian_a_gradient_method_sees() -> None:
         task(_data(32).get_batch(torch.arange(32)))  # type: ignore[arg-type]
     shared, specific = split_parameters(task.model, task.loss)
     probe = GradientProbe(shared)
-    _, loss = task(batch)
-    probe.measure(list(loss.parts.values()), loss.total)
+    out = task(batch)
+    probe.measure(list(out.losses.values()), out.total)
     from multitask_mnist.methods import GradientAggregation, make_aggregator
 
-    step = GradientAggregation(make_aggregator("upgrad", 2), shared, specific)
-    _, loss = task(batch)
-    step.backward(list(loss.parts.values()))
+    step = GradientAggregation(make_aggregator("upgrad", 2), shared=shared)
+    out = task(batch)
+    step.backward_rows(list(out.losses.values()), specific)
     assert probe.diagnostics.last_gramian is not None
     assert torch.allclose(probe.diagnostics.last_gramian, step.diagnostics.last_gramian, rtol=1e-5)
     names = ["digit", "sum"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
+from multitask_mnist import AugmentedDigitDataset, presets
 from multitask_mnist.training import Callback, Trainer, TrainingInterrupted, load_checkpoint
 from tests.conftest import SyntheticDigits
 
@@ -34,7 +34,7 @@ def _trainer(out: Path, **kwargs: Any) -> Trainer:
     torch.manual_seed(0)
     return Trainer(
         presets.mnist_sum_bn(),  # dropout: draws from the RNG every step
-        loss=WeightedMultiLoss(strategy="dwa"),  # running sums inside the epoch
+        method="dwa",  # running sums inside the epoch
         epochs=3,
         batch_size=64,
         device="cpu",
@@ -76,7 +76,7 @@ def test_stop_after_any_step_then_resume_equals_the_uninterrupted_run(
     history = resumed.fit(_data(), resume=True)
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert torch.equal(straight.loss.weighting.current, resumed.loss.weighting.current)
+    assert torch.equal(straight.method.current, resumed.method.current)
     strip = [{k: v for k, v in r.items() if k != "time_s"} for r in history.epochs]
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in straight.history.epochs]
 

@@ -203,7 +203,7 @@ def test_resume_needs_output_dir() -> None:
 
 
 def test_files_written(tmp_path: Path) -> None:
-    trainer = _trainer(output_dir=tmp_path, config={"preset": "mnist_sum"})
+    trainer = _trainer(output_dir=tmp_path, run_config={"preset": "mnist_sum"})
     trainer.fit(_data(), _data(128, seed=1))
     test = trainer.test(_data(128, seed=2))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -443,11 +443,11 @@ def test_resume_from_a_foreign_checkpoint(tmp_path: Path) -> None:
 
 
 _STATE_KEYS = {
-    "uncertainty": {"weighting.log_vars"},
-    "dwa": {"weighting.current", "weighting.epoch_means", "weighting._extra_state"},
-    "famo": {"weighting.logits", "weighting.exp_avg", "weighting.exp_avg_sq"},
-    "gradnorm": {"weighting.theta", "weighting.initial", "weighting.has_initial"},
-    "mgda_ub": {"weighting.last"},
+    "uncertainty": {"log_vars"},
+    "dwa": {"current", "epoch_means", "_extra_state"},
+    "famo": {"logits", "exp_avg", "exp_avg_sq"},
+    "gradnorm": {"theta", "initial", "has_initial"},
+    "mgda_ub": {"last"},
 }
 
 
@@ -455,8 +455,6 @@ _STATE_KEYS = {
 def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
     tmp_path: Path, strategy: str
 ) -> None:
-    from multitask_mnist import WeightedMultiLoss
-
     # MGDA-UB needs the sum's gradient on the trunk: argmax fusion stops it
     fusion = "expectation" if strategy == "mgda_ub" else "argmax"
 
@@ -465,7 +463,7 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
             _model(fusion=fusion),
             epochs=4,
             output_dir=out,
-            loss=WeightedMultiLoss(strategy=strategy),
+            method=strategy,
             **kwargs,
         )
 
@@ -477,10 +475,10 @@ def test_learned_loss_state_trains_checkpoints_and_resumes_exactly(
         assert all(w > 0 for pair in weights[1:] for w in pair)  # neither task was dropped
     assert straight.optimizer is not None
     optimized = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
-    learned = list(straight.loss.parameters())  # log-variances, GradNorm's theta
+    learned = list(straight.method.parameters())  # log-variances, GradNorm's theta
     assert all(id(p) in optimized for p in learned)
     assert len(learned) == (1 if strategy in ("uncertainty", "gradnorm") else 0)
-    state = load_checkpoint(tmp_path / "straight" / "last.pt")["loss"]
+    state = load_checkpoint(tmp_path / "straight" / "last.pt")["method"]
     assert set(state) >= _STATE_KEYS[strategy]
 
     out = tmp_path / "interrupted"
@@ -581,11 +579,8 @@ def test_three_tasks_train_and_report_per_task(tmp_path: Path) -> None:
 
 
 def test_three_tasks_resume_exactly_with_a_stateful_weighting(tmp_path: Path) -> None:
-    from multitask_mnist import WeightedMultiLoss
-
     def trainer(**kwargs: Any) -> Trainer:
-        loss = WeightedMultiLoss(strategy="dwa")
-        return _trainer(_three_task_net(), epochs=3, loss=loss, **kwargs)
+        return _trainer(_three_task_net(), epochs=3, method="dwa", **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
         trainer(output_dir=tmp_path, callbacks=[Recorder(fail_at_epoch_start=3)]).fit(
@@ -596,8 +591,8 @@ def test_three_tasks_resume_exactly_with_a_stateful_weighting(tmp_path: Path) ->
     straight.fit(_three_tasks())
     _assert_same_weights(resumed.task, straight.task)
     assert (
-        resumed.loss.task_weights()
-        == straight.loss.task_weights()
+        resumed.method.task_weights()
+        == straight.method.task_weights()
         != {
             "digit": 1.0,
             "sum": 1.0,
@@ -668,10 +663,8 @@ def test_multi_mnist_lenet_trains_on_two_digits_of_one_image() -> None:
 def test_random_and_geometric_weightings_train_and_resume_exactly(
     tmp_path: Path, strategy: str
 ) -> None:
-    from multitask_mnist import WeightedMultiLoss
-
     def trainer(**kwargs: Any) -> Trainer:
-        return _trainer(epochs=3, loss=WeightedMultiLoss(strategy=strategy), **kwargs)
+        return _trainer(epochs=3, method=strategy, **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
         trainer(output_dir=tmp_path, callbacks=[Recorder(fail_at_epoch_start=3)]).fit(_data(256))

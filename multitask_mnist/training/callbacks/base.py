@@ -62,6 +62,16 @@ class Callback:
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Before the first batch of ``epoch`` (not again when resuming inside it)."""
 
+    def wants_gradient_probe(self, trainer: Trainer, epoch: int, step: int) -> bool:
+        """Whether the tasks' gradients should be measured in batch ``step`` (from 0) of
+        ``epoch``, for a method that does not compute them anyway; ``False`` by default.
+
+        When a callback says yes, the step measures them before its backward pass (one
+        extra backward pass per task through the shared blocks) into the method's
+        ``diagnostics``, which :meth:`Trainer.gradient_diagnostics` reads.
+        """
+        return False
+
     def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
         """After the optimizer step of batch ``step`` (from 0); ``loss`` is a 0-dim tensor.
 

@@ -31,13 +31,14 @@ class GradientConflict(Callback):
     per-epoch means are in every run's history without this callback; it is for users
     who want each step. Reading the values waits for each recorded step to finish.
 
-    With a gradient method (``Trainer(method=...)``) the values come from the Jacobian
-    the method computes anyway. With ``"none"`` the Trainer measures the task
-    gradients on the recorded steps only (a
+    With a gradient method (``Trainer(method="upgrad")``...) the values come from the
+    Jacobian the method computes anyway. With any other method the step measures the
+    task gradients on the recorded steps only (it asks through
+    :meth:`~multitask_mnist.training.Callback.wants_gradient_probe`; a
     :class:`~multitask_mnist.methods.GradientProbe`: one extra backward pass per task
     through the shared blocks), and the epoch means in the history are over those
     steps; an effective weight is then the derivative of the total loss with respect
-    to the task's loss (its fixed weight, or the step's weight of another strategy).
+    to the task's loss (its fixed weight, or the step's weight of another method).
 
     Args:
         every: Record one step in this many.
@@ -54,6 +55,10 @@ class GradientConflict(Callback):
             raise InvalidValueError(f"Expected argument `every` to be an int >= 1, got {every!r}")
         self.every = every
         self.rows: list[dict[str, float]] = []
+
+    def wants_gradient_probe(self, trainer: Trainer, epoch: int, step: int) -> bool:
+        """Yes on every ``every``-th step: the ones this callback records."""
+        return step % self.every == 0
 
     def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: torch.Tensor) -> None:
         if step % self.every == 0:

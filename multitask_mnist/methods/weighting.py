@@ -1,28 +1,29 @@
-"""Loss weightings that balance how fast the tasks learn: FAMO and GradNorm.
+"""Weightings from gradients or progress: GradNorm, FAMO and MGDA-UB.
 
-Both watch each task's progress during training and move weight towards the tasks
-that fall behind. FAMO judges progress by how much each loss fell over the last step
-and needs the losses recomputed after the step (:meth:`FAMOWeighting.update`, which
-the Trainer calls); GradNorm compares the tasks' gradient norms on the last shared
-layer with their training rates, and needs that layer (:meth:`GradNormWeighting.attach`,
-which :class:`~multitask_mnist.training.TrainingTask` calls).
+Each still trains on one weighted total (a :class:`~multitask_mnist.methods.Scalarization`),
+but sets its weights from more than the losses: GradNorm from the tasks' gradient norms
+on the last shared layer, FAMO from how much each loss fell over the last step (a
+second forward pass after it), MGDA-UB from the tasks' gradients on the shared
+representation. Each declares what it needs in ``needs``; where processes must agree
+(FAMO's change of the losses, MGDA-UB's Gramian, GradNorm's first losses) the method
+all-reduces it itself.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from multitask_mnist import distributed
 from multitask_mnist.errors import InvalidValueError
-from multitask_mnist.losses.weighting import LossWeighting
+from multitask_mnist.methods.base import Need, Scalarization, StepOutput
+from multitask_mnist.methods.shared import gramian, last_shared_layer, shared_representation
+from multitask_mnist.models import MultiTaskNet
 
-if TYPE_CHECKING:
-    from multitask_mnist.models import MultiTaskNet
-
-__all__ = ["FAMOWeighting", "GradNormWeighting", "last_shared_layer"]
+__all__ = ["FAMOWeighting", "GradNormWeighting", "MGDAUBWeighting", "min_norm_weights"]
 
 _EPSILON = 1e-8  # FAMO's, as in its official implementation and TorchJD's
 _BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which FAMO's logits use
@@ -31,7 +32,6 @@ _ADAM_EPS = 1e-8
 
 def _mean_over_processes(values: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
     """``values`` averaged over the processes where ``present``; and where any was."""
-
     if distributed.world_size() == 1:
         return values, present
     both = torch.cat([torch.where(present, values, 0.0), present.to(values.dtype)])
@@ -40,17 +40,17 @@ def _mean_over_processes(values: Tensor, present: Tensor) -> tuple[Tensor, Tenso
     return sums / counts.clamp(min=1), counts > 0
 
 
-class FAMOWeighting(LossWeighting):
+class FAMOWeighting(Scalarization):
     """Fast adaptive multitask optimization, FAMO (Liu et al., NeurIPS 2023).
 
     The total is ``sum(z_i log(l_i + eps)) / sum(z_i / (l_i + eps))`` with
     ``z = softmax(logits)``: its gradient is a convex combination of the task
     gradients, ``z_i / (l_i c)`` each, which makes every loss fall at about the same
-    relative rate. After each optimizer step, :meth:`update` takes the losses
-    recomputed on the same batch, measures how much each fell (``log`` before minus
-    ``log`` after) and moves the logits by one Adam step towards the tasks that fell
-    least. The Trainer does this (one extra forward pass without gradients per step;
-    batch-norm statistics are left as the step left them).
+    relative rate. After each optimizer step, :meth:`after_step` has the losses
+    recomputed on the same batch (a second forward pass without gradients; batch-norm
+    statistics are left as the step left them), measures how much each fell (``log``
+    before minus ``log`` after) and moves the logits by one Adam step towards the
+    tasks that fell least (:meth:`update`).
 
     This follows TorchJD's ``scalarization.FAMO`` (and the official code) step for
     step, and is tested against it, with two differences a training library needs:
@@ -78,14 +78,15 @@ class FAMOWeighting(LossWeighting):
     """
 
     name = "famo"
-    updates_after_step = True
+    needs: ClassVar[frozenset[Need]] = frozenset({"second_forward"})
     logits: Tensor
     exp_avg: Tensor
     exp_avg_sq: Tensor
     adam_steps: Tensor
 
     def __init__(self, num_tasks: int, lr: float = 0.025, weight_decay: float = 1e-3) -> None:
-        super().__init__(num_tasks)
+        super().__init__()
+        self.num_tasks = num_tasks
         self.lr = lr
         self.weight_decay = weight_decay
         self.register_buffer("logits", torch.zeros(num_tasks))
@@ -94,7 +95,8 @@ class FAMOWeighting(LossWeighting):
         self.register_buffer("adam_steps", torch.zeros((), dtype=torch.long))
         self._before: Tensor | None = None
 
-    def forward(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
         present = losses > 0
         shifted = torch.where(present, losses, 1.0) + _EPSILON
         z = torch.where(present, torch.softmax(self.logits, dim=0), 0.0)
@@ -103,6 +105,12 @@ class FAMOWeighting(LossWeighting):
             self._before = losses.detach().float()
         total = ((z / normalizer) * torch.log(shifted)).sum()
         return torch.where(present.any(), total, losses.sum() * 0.0)
+
+    def after_step(self, step: StepOutput) -> None:
+        """Re-measure the losses on the step's batch and update the logits."""
+        if step.recompute is None:
+            raise RuntimeError("FAMOWeighting needs the step's losses recomputed after it")
+        self.update(step.recompute())
 
     def update(self, losses: Tensor) -> None:
         """One Adam step on the logits, from the losses before and after the step.
@@ -116,7 +124,7 @@ class FAMOWeighting(LossWeighting):
         if self._before is None:
             raise RuntimeError("FAMOWeighting.update() needs a training step's forward first")
         before, self._before = self._before, None
-        after = losses.detach().float()
+        after = self.scaled(losses.detach().float())
         present = (before > 0) & (after > 0)
         change = torch.log(torch.where(present, before, 1.0) + _EPSILON) - torch.log(
             torch.where(present, after, 1.0) + _EPSILON
@@ -144,55 +152,18 @@ class FAMOWeighting(LossWeighting):
         return f"lr={self.lr}, weight_decay={self.weight_decay}"
 
 
-def last_shared_layer(model: MultiTaskNet) -> list[Tensor]:
-    """The trainable parameters of the last layer that several tasks depend on.
-
-    The last module, in registration order, with parameters of its own inside the
-    last shared block (:meth:`~multitask_mnist.models.MultiTaskNet.block_tasks`):
-    ``conv6``, the layer that makes the digit logits, for the documented network.
-
-    Args:
-        model: The network.
-
-    Returns:
-        The layer's parameters (weight, then bias).
-
-    Raises:
-        ValueError: The model has no shared block with trainable parameters.
-
-    Example:
-        >>> from multitask_mnist import presets
-        >>> [tuple(p.shape) for p in last_shared_layer(presets.mnist_sum())]
-        [(10, 64, 5, 5), (10,)]
-    """
-    layer: list[Tensor] = []
-    for name, tasks in model.block_tasks().items():
-        if len(tasks) < 2:
-            continue
-        for module in model.get_submodule(name).modules():
-            own: list[Tensor] = [p for p in module.parameters(recurse=False) if p.requires_grad]
-            if own:
-                layer = own
-    if not layer:
-        raise InvalidValueError(
-            "GradNorm needs a layer that several tasks share; this model has none "
-            f"(blocks and their tasks: {model.block_tasks()})"
-        )
-    return layer
-
-
-class GradNormWeighting(LossWeighting):
+class GradNormWeighting(Scalarization):
     """GradNorm (Chen et al., ICML 2018): weights that equalize the tasks' training rates.
 
     Task ``i``'s weight is ``w_i = K softmax(theta)_i`` (LibMTL's parametrization: the
     weights stay positive and sum to ``K`` without renormalizing after each step). At
     each training step ``G_i = w_i ||grad_W l_i||`` on the last shared layer ``W``
-    (:func:`last_shared_layer`), ``r_i`` is task ``i``'s loss relative to its first
-    one, divided by the mean of those ratios, and ``theta`` receives the gradient of
-    ``sum |G_i - mean(G) r_i ** alpha|`` (the target held constant), through the
-    Trainer's optimizer like any weight. The network receives the gradient of
-    ``sum w_i l_i`` with the weights held constant. The total's value is that weighted
-    sum; the GradNorm term adds its gradient only.
+    (:func:`~multitask_mnist.methods.last_shared_layer`), ``r_i`` is task ``i``'s loss
+    relative to its first one, divided by the mean of those ratios, and ``theta``
+    receives the gradient of ``sum |G_i - mean(G) r_i ** alpha|`` (the target held
+    constant), through the Trainer's optimizer like any weight. The network receives
+    the gradient of ``sum w_i l_i`` with the weights held constant. The total's value
+    is that weighted sum; the GradNorm term adds its gradient only.
 
     A task without labels in a batch (loss exactly zero) is left out of the step's
     balance; its first loss is taken at its first labelled batch. Under torchrun the
@@ -207,9 +178,8 @@ class GradNormWeighting(LossWeighting):
 
     Example:
         >>> from multitask_mnist import presets
-        >>> net = presets.mnist_sum()
         >>> gradnorm = GradNormWeighting(2)
-        >>> gradnorm.attach(net)
+        >>> gradnorm.bind(presets.mnist_sum())
         >>> gradnorm.weights().tolist()
         [1.0, 1.0]
     """
@@ -219,25 +189,28 @@ class GradNormWeighting(LossWeighting):
     has_initial: Tensor
 
     def __init__(self, num_tasks: int, alpha: float = 1.5) -> None:
-        super().__init__(num_tasks)
+        super().__init__()
+        self.num_tasks = num_tasks
         self.alpha = alpha
         self.theta = nn.Parameter(torch.zeros(num_tasks))
         self.register_buffer("initial", torch.zeros(num_tasks))
         self.register_buffer("has_initial", torch.zeros(num_tasks, dtype=torch.bool))
         self._layer: list[Tensor] = []
 
-    def attach(self, model: MultiTaskNet) -> None:
+    def bind(self, model: MultiTaskNet, weights: Any = None) -> None:
+        super().bind(model, weights)
         self._layer = last_shared_layer(model)
 
-    def forward(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
         weights = self.num_tasks * torch.softmax(self.theta, dim=0)
         total = (weights.detach() * losses).sum()
         if not (self.training and torch.is_grad_enabled()):
             return total
         if not self._layer:
             raise RuntimeError(
-                "GradNormWeighting needs the model's last shared layer: call "
-                "attach(model) first (TrainingTask does)"
+                "GradNormWeighting needs the model's last shared layer: call bind(model) "
+                "first (the Trainer does)"
             )
         present = losses.detach() > 0
         self._take_initial(losses.detach(), present)
@@ -277,3 +250,121 @@ class GradNormWeighting(LossWeighting):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
+
+
+def min_norm_weights(gramian: Tensor, present: Tensor | None = None) -> Tensor:
+    """The convex weights of the minimum-norm combination of the tasks' gradients.
+
+    Tasks not ``present`` (no labels in the batch) get weight 0 and the others share
+    1; when every gradient is zero the present tasks share it equally.
+
+    Args:
+        gramian: ``(K, K)`` inner products of the tasks' gradients.
+        present: ``(K,)`` bool, the tasks that take part; all by default.
+
+    Returns:
+        ``(K,)`` float32 weights, non-negative, summing to 1 (0 when no task is present).
+
+    Example:
+        >>> min_norm_weights(torch.tensor([[4.0, 0.0], [0.0, 1.0]]))  # g1=(2,0), g2=(0,1)
+        tensor([0.2000, 0.8000])
+    """
+    from torchjd.aggregation import MGDAWeighting  # torchjd is imported only when used
+
+    gramian = gramian.float()
+    k = gramian.shape[0]
+    present = torch.ones(k, dtype=torch.bool, device=gramian.device) if present is None else present
+    weights = torch.zeros(k, device=gramian.device)
+    index = present.nonzero().flatten()
+    if index.numel() == 0:
+        return weights
+    sub = gramian[index][:, index]
+    if index.numel() == 1 or not bool(sub.diagonal().sum() > 0):
+        weights[index] = 1.0 / index.numel()
+        return weights
+    weights[index] = MGDAWeighting()(sub).float()
+    return weights
+
+
+class MGDAUBWeighting(Scalarization):
+    """MGDA-UB (Sener and Koltun, 2018): min-norm weights on the shared representation.
+
+    At each training step, each task's gradient with respect to the shared
+    representation ``z`` (:func:`~multitask_mnist.methods.shared_representation`,
+    which the step keeps for it: ``needs`` declares it) is taken through the heads,
+    flattened over the batch; the weights are the minimum-norm point of their convex
+    hull (:func:`min_norm_weights`) and the total is ``sum(w_i l_i)`` with the weights
+    held constant. The weights sum to 1, as in the authors' code; like theirs, the
+    gradients are not normalized. Under torchrun the Gramian is summed over the
+    processes first, so every process uses the same weights (those of the global
+    batch). A task without labels in a batch (loss exactly zero) gets weight 0 in that
+    step. Outside training the total uses the last step's weights. A network whose
+    task heads stop a task's gradient (``"argmax"`` fusion) is refused.
+
+    Args:
+        num_tasks: The number of tasks ``K``.
+
+    Example:
+        >>> from multitask_mnist import presets
+        >>> mgda_ub = MGDAUBWeighting(2)
+        >>> mgda_ub.bind(presets.multi_mnist_lenet())
+        >>> mgda_ub.weights().tolist()  # before the first step
+        [0.5, 0.5]
+    """
+
+    name = "mgda_ub"
+    needs: ClassVar[frozenset[Need]] = frozenset({"shared_representation"})
+    last: Tensor
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+        self.register_buffer("last", torch.full((num_tasks,), 1.0 / num_tasks))
+        #: The blocks whose outputs are the shared representation, set by :meth:`bind`.
+        self.representation: list[str] = []
+
+    def bind(self, model: MultiTaskNet, weights: Any = None) -> None:
+        """Find the shared representation of ``model``.
+
+        Raises:
+            ValueError: As :func:`~multitask_mnist.methods.shared_representation`.
+        """
+        super().bind(model, weights)
+        self.representation = shared_representation(model)
+
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
+        if self.training and torch.is_grad_enabled():
+            if not shared:
+                raise InvalidValueError(
+                    "MGDAUBWeighting needs the shared representation of the step: call it "
+                    "with the outputs of its `representation` blocks (the Trainer does)"
+                )
+            with torch.autocast(losses.device.type, enabled=False):  # a float32 Gramian
+                self.last.copy_(self._weights(losses, list(shared)))
+        return (self.last.to(losses.dtype) * losses).sum()
+
+    def _weights(self, losses: Tensor, outputs: list[Tensor]) -> Tensor:
+        rows = []
+        for loss in losses.unbind():
+            grads: tuple[Tensor | None, ...] = (None,) * len(outputs)
+            if loss.requires_grad:
+                grads = torch.autograd.grad(loss, outputs, retain_graph=True, allow_unused=True)
+            rows.append(
+                torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(z)).float().flatten()
+                        for g, z in zip(grads, outputs, strict=True)
+                    ]
+                )
+            )
+        jacobian = torch.stack(rows)
+        present = (losses.detach() != 0).float()
+        both = torch.cat([gramian([jacobian], torch.float32).flatten(), present])
+        if distributed.world_size() > 1:
+            distributed.all_reduce_sum(both)
+        k = self.num_tasks
+        return min_norm_weights(both[: k * k].view(k, k), both[k * k :] > 0)
+
+    def weights(self) -> Tensor:
+        return self.last.clone()

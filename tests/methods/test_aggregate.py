@@ -18,6 +18,7 @@ from multitask_mnist.methods import (
     METHODS,
     GradientAggregation,
     MissingExtraError,
+    create_method,
     make_aggregator,
 )
 
@@ -57,7 +58,9 @@ def test_the_update_is_the_aggregator_applied_to_the_true_jacobian(seed: int, me
     expected = make_aggregator(method, 2)(_true_jacobian(model, x, y))
     shared = list(model.shared.parameters())
     specific = list(model.heads.parameters())
-    GradientAggregation(make_aggregator(method, 2), shared, specific).backward(model.losses(x, y))
+    GradientAggregation(make_aggregator(method, 2), shared=shared).backward_rows(
+        model.losses(x, y), specific
+    )
     got = torch.cat([p.grad.reshape(-1) for p in shared])  # type: ignore[union-attr]
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
     # each head gets its own task's usual gradient
@@ -70,8 +73,8 @@ def test_the_update_is_the_aggregator_applied_to_the_true_jacobian(seed: int, me
 def _update(method: str, rows: list[torch.Tensor]) -> torch.Tensor:
     """The update written for a parameter ``w`` when task i's loss is ``rows[i] @ w``."""
     w = nn.Parameter(torch.zeros(3))
-    step = GradientAggregation(make_aggregator(method, len(rows)), [w], [])
-    step.backward([row @ w for row in rows])
+    step = GradientAggregation(make_aggregator(method, len(rows)), shared=[w])
+    step.backward_rows([row @ w for row in rows], [])
     assert w.grad is not None
     return w.grad
 
@@ -103,7 +106,7 @@ def test_an_aggregator_instance_is_used_as_given() -> None:
 
 def test_unknown_method_lists_the_known_ones() -> None:
     with pytest.raises(ValueError) as info:
-        make_aggregator("adam", 2)
+        create_method("adam", 2)
     assert str(info.value) == (
         "Expected argument `method` to be one of " + ", ".join(map(repr, METHODS)) + ", got 'adam'"
     )

@@ -1,117 +1,70 @@
-"""Loss weighting strategies: each turns the ``(K,)`` task losses into the total.
+"""Scalarizations: fixed, uncertainty, DWA, RLW and geometric weighting of the task losses.
 
-One interface, :class:`LossWeighting`; one class per strategy. A strategy may hold
-learned parameters (trained with the network, since the loss trains inside the
-same module as the model) or running state (saved in every checkpoint), and may
-act at the end of each training epoch through :meth:`LossWeighting.on_train_epoch_end`.
+Each turns the ``(K,)`` task losses into one total that the step backpropagates once
+(:meth:`~multitask_mnist.methods.Method.backward`, gradients averaged over processes);
+they differ in where the weights come from: given, learned, the epochs before, drawn
+at random, or the losses themselves.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from multitask_mnist import distributed
-from multitask_mnist.losses.functional import (
-    dwa_weights,
-    uncertainty_weighted_loss,
-    weighted_sum,
-)
-
-if TYPE_CHECKING:
-    from multitask_mnist.models import MultiTaskNet
+from multitask_mnist.errors import InvalidValueError
+from multitask_mnist.losses import dwa_weights, uncertainty_weighted_loss, weighted_sum
+from multitask_mnist.methods.base import Scalarization
 
 __all__ = [
     "DynamicWeightAverage",
     "FixedWeighting",
     "GeometricLossWeighting",
-    "LossWeighting",
     "RandomLossWeighting",
     "UncertaintyWeighting",
 ]
 
 
-class LossWeighting(nn.Module):
-    """Base class: weights ``K`` task losses into one total.
+class FixedWeighting(Scalarization):
+    """Method ``"none"``: the weighted sum of the task losses with the loss's fixed
+    weights (1 each by default), one backward pass. A task of weight 0 contributes
+    nothing, not even a NaN.
 
-    Subclasses implement :meth:`forward` and :meth:`weights`, and may override
-    :meth:`on_train_epoch_end`. ``name`` is the strategy's name on the command line.
-
-    Shapes:
-        ``forward(losses)``: ``losses`` ``(K,)`` float32 -> ``()`` total.
-
-    Example:
-        >>> class Halves(LossWeighting):
-        ...     name = "halves"
-        ...     def forward(self, losses):
-        ...         return (0.5 * losses).sum()
-        ...     def weights(self):
-        ...         return torch.full((self.num_tasks,), 0.5)
-        >>> float(Halves(2)(torch.tensor([2.0, 4.0])))
-        3.0
-    """
-
-    name: ClassVar[str]
-    #: Whether :meth:`update` wants the task losses recomputed on the batch after
-    #: each optimizer step (the Trainer then does it; FAMO does).
-    updates_after_step: ClassVar[bool] = False
-
-    def __init__(self, num_tasks: int) -> None:
-        super().__init__()
-        self.num_tasks = num_tasks
-
-    def forward(self, losses: Tensor) -> Tensor:
-        """The weighted total of the ``(K,)`` task losses."""
-        raise NotImplementedError
-
-    def weights(self) -> Tensor:
-        """``(K,)`` the weight each task's loss currently gets."""
-        raise NotImplementedError
-
-    def on_train_epoch_end(self) -> None:
-        """Called once after every training epoch; nothing by default."""
-
-    def attach(self, model: MultiTaskNet) -> None:
-        """Called once with the model the loss trains; nothing by default.
-
-        A strategy that looks at the model's layers (GradNorm) keeps them here.
-        """
-
-    def update(self, losses: Tensor) -> None:
-        """Called after each optimizer step, with the ``(K,)`` task losses recomputed
-        on the same batch, when :attr:`updates_after_step`; nothing by default."""
-
-
-class FixedWeighting(LossWeighting):
-    """Constant weights; a task of weight zero contributes nothing, not even a NaN.
+    Args:
+        weights: ``(K,)`` the weights, when used on its own; the loss's fixed weights
+            replace them when it is bound.
 
     Example:
         >>> FixedWeighting(torch.tensor([1.0, 0.0]))(torch.tensor([2.0, float("nan")]))
         tensor(2.)
     """
 
-    name = "fixed"
-    fixed: Tensor
+    name = "none"
 
-    def __init__(self, weights: Tensor) -> None:
-        super().__init__(weights.numel())
-        self.register_buffer("fixed", weights.float().clone(), persistent=False)
-        self._values = weights.tolist()
+    def __init__(self, weights: Tensor | None = None) -> None:
+        super().__init__()
+        if weights is not None:
+            self.fixed = [float(w) for w in weights.tolist()]
+            self.num_tasks = len(self.fixed)
 
-    def forward(self, losses: Tensor) -> Tensor:
-        return weighted_sum(list(losses.unbind()), self._values)
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        return weighted_sum(list(losses.unbind()), self.fixed)
 
     def weights(self) -> Tensor:
-        return self.fixed
+        return torch.tensor(self.fixed)
 
 
-class UncertaintyWeighting(LossWeighting):
+class UncertaintyWeighting(Scalarization):
     """One learned log-variance per task (Kendall, Gal and Cipolla, 2018).
 
     The total is :func:`~multitask_mnist.losses.uncertainty_weighted_loss`, at or
     above zero; the weights are ``0.5 * exp(-log_vars)``.
+
+    Args:
+        num_tasks: The number of tasks ``K``.
 
     Example:
         >>> UncertaintyWeighting(2).weights().tolist()
@@ -121,24 +74,29 @@ class UncertaintyWeighting(LossWeighting):
     name = "uncertainty"
 
     def __init__(self, num_tasks: int) -> None:
-        super().__init__(num_tasks)
+        super().__init__()
+        self.num_tasks = num_tasks
         self.log_vars = nn.Parameter(torch.zeros(num_tasks))
 
-    def forward(self, losses: Tensor) -> Tensor:
-        return uncertainty_weighted_loss(losses, self.log_vars)[0]
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        return uncertainty_weighted_loss(self.scaled(losses), self.log_vars)[0]
 
     def weights(self) -> Tensor:
         return 0.5 * torch.exp(-self.log_vars.detach())
 
 
-class DynamicWeightAverage(LossWeighting):
+class DynamicWeightAverage(Scalarization):
     """Dynamic weight average (Liu, Johns and Davison, 2019).
 
     Each training epoch's weights come from the ratio of each task's mean loss over
     the two epochs before it (:func:`~multitask_mnist.losses.dwa_weights`); both are
     1 for the first two epochs. The current epoch's running sums are per process:
-    they are summed over all processes at the epoch's end, and are kept out of the
-    buffers that DDP broadcasts (they travel in the state dict's extra state).
+    they are summed over all processes at the epoch's end, and travel in the state
+    dict's extra state.
+
+    Args:
+        num_tasks: The number of tasks ``K``.
+        temperature: The softmax temperature, > 0.
 
     Example:
         >>> dwa = DynamicWeightAverage(2)
@@ -154,7 +112,10 @@ class DynamicWeightAverage(LossWeighting):
     epochs_seen: Tensor  # training epochs closed so far
 
     def __init__(self, num_tasks: int, temperature: float = 2.0) -> None:
-        super().__init__(num_tasks)
+        super().__init__()
+        self.num_tasks = num_tasks
+        if not temperature > 0:
+            raise InvalidValueError(f"Expected argument `temperature` to be > 0, got {temperature}")
         self.temperature = temperature
         self.register_buffer("current", torch.ones(num_tasks))
         self.register_buffer("epoch_means", torch.zeros(2, num_tasks))
@@ -162,7 +123,8 @@ class DynamicWeightAverage(LossWeighting):
         self.running_sum = torch.zeros(num_tasks, dtype=torch.float64)
         self.running_count = torch.zeros((), dtype=torch.float64)
 
-    def forward(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
         if self.training:
             self.running_sum = self.running_sum.to(losses.device) + losses.detach().double()
             self.running_count = self.running_count.to(losses.device) + 1
@@ -173,7 +135,6 @@ class DynamicWeightAverage(LossWeighting):
 
     def on_train_epoch_end(self) -> None:
         """Close the epoch: its mean losses (over all processes) set the next weights."""
-
         sums = torch.cat([self.running_sum, self.running_count.reshape(1)])
         distributed.all_reduce_sum(sums)
         if sums[-1] > 0:
@@ -200,7 +161,7 @@ class DynamicWeightAverage(LossWeighting):
         return f"temperature={self.temperature}"
 
 
-class RandomLossWeighting(LossWeighting):
+class RandomLossWeighting(Scalarization):
     """Random loss weighting, RLW (Lin et al., 2022): fresh random weights every step.
 
     In training each step's weights are ``softmax(z)`` with ``z`` standard normal,
@@ -210,7 +171,9 @@ class RandomLossWeighting(LossWeighting):
     also what :meth:`weights` reports.
 
     Example:
-        >>> rlw = RandomLossWeighting(2)
+        >>> from multitask_mnist import presets
+        >>> rlw = RandomLossWeighting()
+        >>> rlw.bind(presets.mnist_sum())  # (or RandomLossWeighting(2), unbound)
         >>> _ = torch.manual_seed(0)
         >>> total = rlw(torch.tensor([1.0, 3.0]))
         >>> bool(1.0 < total < 3.0), rlw.weights().tolist()
@@ -219,13 +182,15 @@ class RandomLossWeighting(LossWeighting):
 
     name = "rlw"
 
-    def __init__(self, num_tasks: int) -> None:
-        super().__init__(num_tasks)
-        from torchjd.scalarization import Random
+    def __init__(self, num_tasks: int | None = None) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks or 0
+        from torchjd.scalarization import Random  # torchjd is imported only when used
 
         self.scalarizer = Random()
 
-    def forward(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
         if self.training:
             total: Tensor = self.scalarizer(losses)
             return total
@@ -235,7 +200,7 @@ class RandomLossWeighting(LossWeighting):
         return torch.full((self.num_tasks,), 1.0 / self.num_tasks)
 
 
-class GeometricLossWeighting(LossWeighting):
+class GeometricLossWeighting(Scalarization):
     """The geometric mean of the task losses (Chennupati et al., 2019, GLS).
 
     ``exp(mean(log L_i))`` over the tasks whose loss is above zero in the batch: a
@@ -248,7 +213,7 @@ class GeometricLossWeighting(LossWeighting):
     :meth:`weights` reports 1 for every task: there is no fixed weight to report.
 
     Example:
-        >>> gls = GeometricLossWeighting(2)
+        >>> gls = GeometricLossWeighting()
         >>> float(gls(torch.tensor([1.0, 4.0])))
         2.0
         >>> float(gls(torch.tensor([0.0, 4.0])))  # the first task has no label here
@@ -257,7 +222,12 @@ class GeometricLossWeighting(LossWeighting):
 
     name = "geometric"
 
-    def forward(self, losses: Tensor) -> Tensor:
+    def __init__(self, num_tasks: int | None = None) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks or 0
+
+    def forward(self, losses: Tensor, shared: Sequence[Tensor] = ()) -> Tensor:
+        losses = self.scaled(losses)
         present = losses > 0
         logs = torch.where(present, torch.log(torch.where(present, losses, 1.0)), 0.0)
         total = torch.exp(logs.sum() / present.sum().clamp(min=1))
