@@ -1,7 +1,7 @@
 """The methods table of the docs: gradient methods x fusion modes on MNIST sum, real runs.
 
 Each cell is one ``multitask-mnist train --method M --fusion F`` run of the documented
-network (or ``--method none --loss-strategy S`` for each of ``--strategies``), in its
+network (or ``--method S`` for each loss-weighting method of ``--strategies``), in its
 own process, on the full training split (or with the digit label on a fraction of
 it, ``--digit-labels``), tested on the 10,000 test images. The script
 writes the table, with every cell's command, to ``docs/_generated/methods_table.rst``
@@ -29,9 +29,8 @@ from _cells import run_cell as run_cells
 def command(
     method: str, strategy: str, fusion: str, args: argparse.Namespace, out: Path
 ) -> list[str]:
-    cmd = ["multitask-mnist", "train", "--method", method, "--fusion", fusion]
-    if strategy != "fixed":
-        cmd += ["--loss-strategy", strategy]
+    chosen = method if strategy == "fixed" else strategy  # a weighting is a method too
+    cmd = ["multitask-mnist", "train", "--method", chosen, "--fusion", fusion]
     cmd += ["--epochs", str(args.epochs)]
     if args.digit_labels != 1.0:
         cmd += ["--digit-labels", str(args.digit_labels)]

@@ -123,7 +123,7 @@ def main() -> None:
             best_of(left, right),
         )
     cells = [(f"``--method {m}``", ["--method", m]) for m in args.methods]
-    cells += [(f"``--loss-strategy {s}``", ["--loss-strategy", s]) for s in args.strategies]
+    cells += [(f"``--method {s}``", ["--method", s]) for s in args.strategies]
     for label, extra in cells:
         name = "-".join(extra).lstrip("-").replace("--", "")
         metrics, cmd = run_cell(args, name, extra)

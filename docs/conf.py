@@ -59,6 +59,7 @@ nitpick_ignore = [
         "torch.optim.lr_scheduler.LRScheduler",
         "PIL.Image.Image",  # no Pillow inventory is shipped
         "Path",  # pathlib.Path in a postponed annotation
+        "jsonargparse._core.ArgumentParser",  # program.ArgumentParser's base: no inventory
     )
 ]
 # The fields of presets.Range, which autodoc prints inside Annotated[...] signatures.

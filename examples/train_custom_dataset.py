@@ -15,8 +15,8 @@ tensor of 28x28 pixels.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, random_split
 
 from multitask_mnist import AugmentedDigitDataset, Trainer, presets, program
+from multitask_mnist.training import TrainerConfig
 
 
 class FolderDigits(Dataset[tuple[Image.Image, int]]):
@@ -48,33 +49,28 @@ class FolderDigits(Dataset[tuple[Image.Image, int]]):
             return image.convert("L"), label
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="folder with one subfolder of PNGs per label")
-    defaults = Trainer.get_default_config()  # the library's defaults, in one place
-    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
-    parser.add_argument("--preset", default="mnist_sum", choices=presets.names())
-    parser.add_argument("--seed", type=int, default=defaults["seed"])
-    parser.add_argument("--output-dir", type=Path, default=None)
-    return parser
+@dataclass(frozen=True)
+class Folder:
+    """The program's own settings, beside the Trainer's: each field is a flag.
+
+    Args:
+        root: A folder with one subfolder of PNGs per label (``0/`` to ``9/``).
+        preset: The network, a digit + sum preset.
+    """
+
+    root: Path
+    preset: str = "mnist_sum"
 
 
-def main(args: argparse.Namespace) -> int:
-    digits = FolderDigits(args.root)
-    split = torch.Generator().manual_seed(args.seed)
+def main(config: TrainerConfig, folder: Folder) -> int:
+    digits = FolderDigits(folder.root)
+    split = torch.Generator().manual_seed(config.seed)
     train_part, val_part = random_split(range(len(digits)), [0.8, 0.2], generator=split)
-    train = AugmentedDigitDataset(Subset(digits, list(train_part)), seed=args.seed)
-    val = AugmentedDigitDataset(Subset(digits, list(val_part)), seed=args.seed + 1)
+    train = AugmentedDigitDataset(Subset(digits, list(train_part)), seed=config.seed)
+    val = AugmentedDigitDataset(Subset(digits, list(val_part)), seed=config.seed + 1)
 
-    torch.manual_seed(args.seed)
-    trainer = Trainer(
-        presets.get(args.preset),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        output_dir=args.output_dir,
-    )
+    torch.manual_seed(config.seed)
+    trainer = Trainer(presets.get(folder.preset), config)
     trainer.fit(train, val)
     metrics = trainer.evaluate(val)
     print(
@@ -85,4 +81,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(program.run(main, build_parser()))
+    sys.exit(program.run(main))

@@ -17,9 +17,9 @@ images against their true labels; ``metrics.json`` keeps both as
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -28,28 +28,27 @@ from torch.utils.data import Subset
 
 from multitask_mnist import distributed, load_mnist, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MNISTAddition, normalize
-from multitask_mnist.training import Trainer, update_metrics_file
+from multitask_mnist.training import Trainer, TrainerConfig, update_metrics_file
 
 #: The seed of the test split's grouping: every run is scored on the same sums.
 TEST_SEED = 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Trainer.get_default_config()  # the one place the defaults live
-    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--digits", type=int, default=1, help="digits per number, N")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64, help="samples (numbers pairs)")
-    parser.add_argument("--lr", type=float, default=defaults["lr"])
-    parser.add_argument("--seed", type=int, default=defaults["seed"], help="grouping, training")
-    parser.add_argument("--limit", type=int, default=None, help="train on the first N samples")
-    parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/mnist_addition"))
-    parser.add_argument("--resume", action="store_true", help="continue from --output-dir")
-    parser.add_argument("--device", default=defaults["device"])
-    parser.add_argument("--precision", default=defaults["precision"])
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+@dataclass(frozen=True)
+class AdditionRun:
+    """The program's own settings, beside the Trainer's: each field is a flag.
+
+    Args:
+        digits: Digits per number, N.
+        data_dir: The folder holding ``MNIST/raw/``.
+        limit: Train on the first N samples (pairs of numbers).
+        resume: Continue from the last checkpoint in the output folder.
+    """
+
+    digits: int = 1
+    data_dir: Path | None = None
+    limit: int | None = None
+    resume: bool = False
 
 
 @torch.no_grad()
@@ -65,43 +64,32 @@ def digit_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
     return 100.0 * right / len(images)
 
 
-def main(args: argparse.Namespace) -> int:
-
+def main(config: TrainerConfig, run: AdditionRun) -> int:
     # Data: numbers written in MNIST digits, labelled with their sums only.
-    download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
+    download = run.data_dir is None and not os.environ.get(DATA_ENV_VAR)
     train = MNISTAddition(
-        args.data_dir, train=True, digits=args.digits, seed=args.seed, download=download
+        run.data_dir, train=True, digits=run.digits, seed=config.seed, download=download
     )
-    test = MNISTAddition(args.data_dir, train=False, digits=args.digits, seed=TEST_SEED)
-    if args.limit is not None:
-        train = Subset(train, range(min(args.limit, len(train))))  # type: ignore[assignment]
+    test = MNISTAddition(run.data_dir, train=False, digits=run.digits, seed=TEST_SEED)
+    if run.limit is not None:
+        train = Subset(train, range(min(run.limit, len(train))))  # type: ignore[assignment]
 
     # The documented trunk reads each digit; the head adds the distributions exactly.
-    torch.manual_seed(args.seed)
-    model = presets.mnist_addition(digits=args.digits)
-    trainer = Trainer(
-        model,
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,
-        progress=not args.no_progress,
-        config={"limit": args.limit, "digits": args.digits, "dataset": "MNIST-addition"},
-    )
-    trainer.fit(train, resume=args.resume)
+    torch.manual_seed(config.seed)
+    model = presets.mnist_addition(digits=run.digits)
+    trainer = Trainer(model, config, run_config=asdict(run))  # config.yaml: --config
+    trainer.fit(train, resume=run.resume)
     metrics = trainer.test(test)  # test_sum_accuracy in metrics.json
 
     # The latent digit classifier, on the 10,000 MNIST test images and their labels.
-    mnist_test = load_mnist(args.data_dir, train=False)
+    mnist_test = load_mnist(run.data_dir, train=False)
     classifier = model.get_submodule("digits.classifier")
     digits = digit_accuracy(classifier, mnist_test.data, mnist_test.targets)
+    if distributed.is_main_process() and trainer.output_dir is not None:
+        update_metrics_file(trainer.output_dir, {"test_digit_accuracy": digits})
     if distributed.is_main_process():
-        update_metrics_file(args.output_dir, {"test_digit_accuracy": digits})
         print(
-            f"MNIST-addition (N={args.digits}): test sum accuracy "
+            f"MNIST-addition (N={run.digits}): test sum accuracy "
             f"{metrics['sum_accuracy']:.2f}% on {len(test):,} sums; digit accuracy "
             f"{digits:.2f}% on {len(mnist_test):,} MNIST test images (no digit label "
             "used in training)"
@@ -110,4 +98,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(program.run(main, build_parser()))
+    defaults = {"epochs": 5, "batch_size": 64, "output_dir": "runs/mnist_addition"}
+    sys.exit(program.run(main, defaults=defaults))

@@ -5,84 +5,51 @@ Cross-entropy on the digit and mean squared error on the sum, weighted equally;
 
     python examples/train_mnist_sum.py --epochs 10 --output-dir runs/mnist_sum
 
-MNIST is read from ``--data-dir``, else ``$MULTITASK_MNIST_DATA``, else downloaded
-into ``./data``. Below the argument parsing, this is the library's public API in
-plain code: the command ``multitask-mnist train`` does the same.
+Every flag is a field of ``TrainerConfig`` or ``DigitSumRun`` (``--help`` lists them);
+``--config runs/mnist_sum/config.yaml`` repeats a run. The command
+``multitask-mnist train`` does the same.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
+from dataclasses import asdict
 
 import torch
-from torch.utils.data import Subset
 
-from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, load_mnist, presets, program
-from multitask_mnist.cli import add_train_arguments, mnist_test_split, print_test_result
-from multitask_mnist.data import DATA_ENV_VAR
-from multitask_mnist.training import (
-    Callback,
-    GradientConflict,
-    TensorBoard,
-    Trainer,
-    distributed,
-)
+from multitask_mnist import WeightedMultiLoss, presets, program
+from multitask_mnist.cli import DigitSumRun, digit_sum_data, print_test_result, train_callbacks
+from multitask_mnist.distributed import is_main_process
+from multitask_mnist.training import Trainer, TrainerConfig
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
-    add_train_arguments(parser)  # the Trainer's defaults, as the command line has them
-    return parser
+def main(config: TrainerConfig, run: DigitSumRun) -> int:
+    # Data: MNIST images, each paired with a number 0-9 drawn from the seed; the test
+    # split pairs the same 10,000 images with the same numbers in every run.
+    train, test = digit_sum_data(
+        config.seed, data_dir=run.data_dir, limit=run.limit, digit_labels=run.digit_labels
+    )
 
-
-def main(args: argparse.Namespace) -> int:
-    # Data: MNIST images, each paired with a number 0-9 drawn from the seed.
-    download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)  # into ./data
-    images = load_mnist(args.data_dir, train=True, download=download)
-    if args.limit is not None:  # the first N images, for a quick try
-        images = Subset(images, range(min(args.limit, len(images))))
-    # --digit-labels 0.01 keeps the digit label on 1% of the images: the rest teach the sum.
-    train = AugmentedDigitDataset(images, seed=args.seed, digit_labels=args.digit_labels)
-    test = mnist_test_split(args.data_dir, download)  # the same 10,000 pairs every run
-
-    # The documented network, and the loss: cross-entropy plus MSE, equal weights.
-    # Beside the default callbacks (progress, epoch log, checkpoints, run files):
-    callbacks: list[Callback] = []
-    if args.gradient_conflict is not None:  # the tasks' gradient cosine every N steps
-        callbacks.append(GradientConflict(args.gradient_conflict))
-    if args.tensorboard:  # event files under OUTPUT_DIR/tensorboard
-        callbacks.append(TensorBoard())
-
-    torch.manual_seed(args.seed)
-    model = presets.mnist_sum(**({} if args.fusion is None else {"fusion": args.fusion}))
+    # The documented network, and the loss: cross-entropy plus MSE, equal weights
+    # (--loss-weights sum=0 trains the digit alone). config.method says how the two
+    # losses become one step: "none" sums them; "upgrad", "famo", ... are the field's.
+    torch.manual_seed(config.seed)
+    model = presets.get(run.preset, **({} if run.fusion is None else {"fusion": run.fusion}))
     trainer = Trainer(
         model,
-        # --loss-weights sum=0 trains the digit alone; the default weighs both tasks 1.
-        loss=WeightedMultiLoss(
-            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
-        ),
-        method=args.method,  # "none", or a gradient method such as "upgrad"
-        callbacks=callbacks,
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,  # checkpoints, metrics.json, history.csv, plots
-        progress=not args.no_progress,
-        config={"limit": args.limit, "digit_labels": args.digit_labels},  # for the record
+        config,
+        loss=WeightedMultiLoss(run.loss_weights),
+        callbacks=train_callbacks(run),  # --gradient-conflict N, --tensorboard
+        run_config=asdict(run),  # recorded, and in config.yaml for --config
     )
-    trainer.fit(train, resume=args.resume)  # SIGTERM or Ctrl-C: saved, resumable
+    trainer.fit(train, resume=run.resume)  # SIGTERM or Ctrl-C: saved, resumable
     metrics = trainer.test(test)
-    if distributed.is_main_process():  # under torchrun, one process prints
+    if is_main_process():  # under torchrun, one process prints
         print("Finished Training")
         print_test_result(metrics, len(test))
     return 0
 
 
 if __name__ == "__main__":
-    # One line on stderr for a mistake (a bad flag, a missing file), a traceback for a bug.
-    sys.exit(program.run(main, build_parser()))
+    # Flags from the two dataclasses; one line on stderr for a mistake, a traceback for a bug.
+    sys.exit(program.run(main, defaults={"output_dir": "runs/mnist_sum"}))

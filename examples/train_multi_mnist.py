@@ -22,11 +22,11 @@ like with like::
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
@@ -34,14 +34,33 @@ from torch.utils.data import Subset
 
 from multitask_mnist import WeightedMultiLoss, distributed, presets, program
 from multitask_mnist.data import DATA_ENV_VAR, MultiMNIST
-from multitask_mnist.losses import STRATEGIES
-from multitask_mnist.methods import METHODS
-from multitask_mnist.training import Trainer, update_metrics_file
+from multitask_mnist.training import Trainer, TrainerConfig, update_metrics_file
 
 #: The seed of the test split's pairing: every run is scored on the same images.
 TEST_SEED = 0
 #: Sener and Koltun's schedule: the learning rate times 0.85 every 10 epochs.
 SENER_DECAY, SENER_DECAY_EPOCHS = 0.85, 10
+
+
+@dataclass(frozen=True)
+class MultiMnistRun:
+    """The program's own settings, beside the Trainer's: each field is a flag.
+
+    Args:
+        recipe: ``sener``: SGD, momentum 0.9, the rate x0.85 every 10 epochs, the test
+            split scored every epoch; ``ours``: the Trainer's settings.
+        data_dir: The folder holding ``MNIST/raw/``.
+        limit: Train on the first N images.
+        loss_weights: Fixed weights by task, e.g. ``left=1 right=0`` for a single-task
+            baseline.
+        resume: Continue from the last checkpoint in the output folder.
+    """
+
+    recipe: Literal["ours", "sener"] = "ours"
+    data_dir: Path | None = None
+    limit: int | None = None
+    loss_weights: dict[str, float] | None = None
+    resume: bool = False
 
 
 def sener_recipe(epochs: int) -> dict[str, Any]:
@@ -57,82 +76,26 @@ def sener_recipe(epochs: int) -> dict[str, Any]:
     return {"optimizer": optimizer, "scheduler": scheduler}
 
 
-def task_weight(text: str) -> tuple[str, float]:
-    """``"left=0.5"`` -> ``("left", 0.5)``."""
-    task, sep, weight = text.partition("=")
-    try:
-        if not (task and sep):
-            raise ValueError
-        return task, float(weight)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TASK=WEIGHT, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = Trainer.get_default_config()  # the one place the defaults live
-    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
-    parser.add_argument("--lr", type=float, default=defaults["lr"])
-    parser.add_argument("--seed", type=int, default=defaults["seed"], help="pairing and training")
-    parser.add_argument("--limit", type=int, default=None, help="train on the first N images")
-    parser.add_argument("--loss-strategy", choices=STRATEGIES, default="fixed")
-    parser.add_argument(
-        "--loss-weights",
-        nargs="+",
-        type=task_weight,
-        default=None,
-        metavar="TASK=WEIGHT",
-        help="fixed weights, e.g. left=1 right=0 for a single-task baseline",
-    )
-    parser.add_argument("--method", choices=METHODS, default="none", help="gradient method")
-    parser.add_argument(
-        "--recipe",
-        choices=("ours", "sener"),
-        default="ours",
-        help="sener: SGD, momentum 0.9, lr x0.85 every 10 epochs, test scored every epoch",
-    )
-    parser.add_argument("--data-dir", type=Path, default=None, help="holds MNIST/raw/")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/multi_mnist"))
-    parser.add_argument("--resume", action="store_true", help="continue from --output-dir")
-    parser.add_argument("--device", default=defaults["device"])
-    parser.add_argument("--precision", default=defaults["precision"])
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(args: argparse.Namespace) -> int:
-
+def main(config: TrainerConfig, run: MultiMnistRun) -> int:
     # Data: 60,000 training and 10,000 test images of two digits each, paired by seed.
-    download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
-    train = MultiMNIST(args.data_dir, train=True, seed=args.seed, download=download)
-    test = MultiMNIST(args.data_dir, train=False, seed=TEST_SEED, download=download)
-    if args.limit is not None:
-        train = Subset(train, range(min(args.limit, len(train))))
+    download = run.data_dir is None and not os.environ.get(DATA_ENV_VAR)
+    train = MultiMNIST(run.data_dir, train=True, seed=config.seed, download=download)
+    test = MultiMNIST(run.data_dir, train=False, seed=TEST_SEED, download=download)
+    if run.limit is not None:
+        train = Subset(train, range(min(run.limit, len(train))))  # type: ignore[assignment]
 
     # MultiLeNet: a shared encoder, a head for the left digit and one for the right.
-    torch.manual_seed(args.seed)
+    torch.manual_seed(config.seed)
     model = presets.multi_mnist_lenet()
-    sener = args.recipe == "sener"
-    recipe = sener_recipe(args.epochs) if sener else {}
+    sener = run.recipe == "sener"
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(
-            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
-        ),
-        method=args.method,  # "none", or a gradient method such as "upgrad"
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,
-        progress=not args.no_progress,
-        config={"limit": args.limit, "dataset": "MultiMNIST", "recipe": args.recipe},
-        **recipe,
+        config,  # config.method: "none", or the field's methods, such as "upgrad"
+        loss=WeightedMultiLoss(run.loss_weights),
+        run_config=asdict(run),  # recorded, and in config.yaml for --config
+        **(sener_recipe(config.epochs) if sener else {}),
     )
-    history = trainer.fit(train, test if sener else None, resume=args.resume)
+    history = trainer.fit(train, test if sener else None, resume=run.resume)
     metrics = trainer.test(test)
     if sener and distributed.is_main_process():
         # Their protocol: the epoch whose test accuracy is best (here, the best mean).
@@ -143,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
             "best_epoch_left_accuracy": left[best],
             "best_epoch_right_accuracy": right[best],
         }
-        update_metrics_file(args.output_dir, best_entries)
+        update_metrics_file(trainer.output_dir, best_entries)
         print(f"best epoch ({best + 1}): left {left[best]:.2f}%, right {right[best]:.2f}%")
     if distributed.is_main_process():
         print(
@@ -154,4 +117,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(program.run(main, build_parser()))
+    sys.exit(program.run(main, defaults={"output_dir": "runs/multi_mnist"}))

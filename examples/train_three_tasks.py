@@ -3,7 +3,7 @@
 Each MNIST image is paired with a number 0-9 (as in the documented run), and the
 network answers three questions: the digit (multiclass), the digit plus the number
 (regression) and whether the digit is larger than the number (binary). Run it with
-the MNIST example's flags::
+the flags of the Trainer's settings and of ``ThreeTaskRun``::
 
     python examples/train_three_tasks.py --epochs 3 --output-dir runs/three_tasks
 
@@ -16,30 +16,43 @@ explains each part.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import Subset
 
-from multitask_mnist import (
-    MISSING,
-    AugmentedDigitDataset,
-    ConvTrunk,
-    ScalarFusionHead,
-    Task,
-    distributed,
-    program,
-)
-from multitask_mnist.cli import add_train_arguments, mnist_test_split
-from multitask_mnist.data import DATA_ENV_VAR, WithFields, load_mnist
+from multitask_mnist import MISSING, ConvTrunk, ScalarFusionHead, Task, distributed, program
+from multitask_mnist.cli import digit_sum_data
+from multitask_mnist.data import WithFields
 from multitask_mnist.losses import WeightedMultiLoss
-from multitask_mnist.models import Block, Input, MLPHead, MultiTaskNet
+from multitask_mnist.models import Block, Fusion, Input, MLPHead, MultiTaskNet
 from multitask_mnist.presets import MNIST_SUM_LAYERS
-from multitask_mnist.training import GradientConflict, Trainer
+from multitask_mnist.training import GradientConflict, Trainer, TrainerConfig
+
+
+@dataclass(frozen=True)
+class ThreeTaskRun:
+    """The program's own settings, beside the Trainer's: each field is a flag.
+
+    Args:
+        data_dir: The folder holding ``MNIST/raw/``.
+        limit: Train on the first N training images.
+        digit_labels: Keep the digit label on this fraction of the training images.
+        fusion: How the sum head reads the digit logits.
+        loss_weights: Fixed weights by task, e.g. ``larger=2``.
+        gradient_conflict: Record the tasks' gradient cosine every this many steps.
+        resume: Continue from the last checkpoint in the output folder.
+    """
+
+    data_dir: Path | None = None
+    limit: int | None = None
+    digit_labels: float = 1.0
+    fusion: Fusion = "argmax"
+    loss_weights: dict[str, float] | None = None
+    gradient_conflict: int | None = None
+    resume: bool = False
 
 
 def larger_label(sample: dict[str, Tensor]) -> Tensor:
@@ -48,7 +61,7 @@ def larger_label(sample: dict[str, Tensor]) -> Tensor:
     return torch.where(sample["digit"] == MISSING, MISSING, larger)
 
 
-def three_task_net(fusion: str = "argmax") -> MultiTaskNet:
+def three_task_net(fusion: Fusion = "argmax") -> MultiTaskNet:
     """The documented trunk reads the digit; one head adds the number, one compares."""
     digit = Task("digit", "multiclass", num_classes=10)
     total = Task("sum", "regression")
@@ -66,47 +79,24 @@ def three_task_net(fusion: str = "argmax") -> MultiTaskNet:
     return MultiTaskNet(blocks, inputs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = program.ArgumentParser(description=__doc__.splitlines()[0])
-    add_train_arguments(parser)
-    parser.set_defaults(epochs=3, output_dir=Path("runs/three_tasks"))
-    return parser
-
-
-def main(args: argparse.Namespace) -> int:
-
+def main(config: TrainerConfig, run: ThreeTaskRun) -> int:
     # Data: the digit dataset, with the third task's label computed from its fields.
-    download = args.data_dir is None and not os.environ.get(DATA_ENV_VAR)
-    images = load_mnist(args.data_dir, train=True, download=download)
-    if args.limit is not None:
-        images = Subset(images, range(min(args.limit, len(images))))
-    digits = AugmentedDigitDataset(images, seed=args.seed, digit_labels=args.digit_labels)
+    digits, test_digits = digit_sum_data(
+        config.seed, data_dir=run.data_dir, limit=run.limit, digit_labels=run.digit_labels
+    )
     train = WithFields(digits, larger=larger_label)
-    test = WithFields(mnist_test_split(args.data_dir, download), larger=larger_label)
+    test = WithFields(test_digits, larger=larger_label)
 
-    torch.manual_seed(args.seed)
-    model = three_task_net(args.fusion or "argmax")
+    torch.manual_seed(config.seed)
+    model = three_task_net(run.fusion)
     trainer = Trainer(
         model,
-        loss=WeightedMultiLoss(  # its tasks come from the model
-            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
-        ),
-        method=args.method,  # "none", or a gradient method such as "upgrad"
-        # --gradient-conflict N: the tasks' gradient cosine and norms every N steps
-        callbacks=[GradientConflict(args.gradient_conflict)]
-        if args.gradient_conflict is not None
-        else [],
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,
-        progress=not args.no_progress,
-        config={"limit": args.limit, "digit_labels": args.digit_labels},
+        config,  # config.method: "none", or the field's methods, such as "upgrad"
+        loss=WeightedMultiLoss(run.loss_weights),  # its tasks come from the model
+        callbacks=[GradientConflict(every)] if (every := run.gradient_conflict) else [],
+        run_config=asdict(run),  # recorded, and in config.yaml for --config
     )
-    trainer.fit(train, resume=args.resume)
+    trainer.fit(train, resume=run.resume)
     metrics = trainer.test(test)
     if distributed.is_main_process():
         print(f"Test accuracy on {len(test):,} images:")
@@ -116,4 +106,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(program.run(main, build_parser()))
+    defaults = {"epochs": 3, "output_dir": "runs/three_tasks"}
+    sys.exit(program.run(main, defaults=defaults))

@@ -1,23 +1,26 @@
 """The ``multitask-mnist`` command line: train, evaluate, predict, demo, export, presets.
 
-Every failure the user can cause (a bad flag, a missing file, an unreadable
-checkpoint, a diverging run) ends in one line on stderr and a non-zero exit.
+``train``'s flags come from :class:`~multitask_mnist.training.TrainerConfig` and
+:class:`DigitSumRun`, declared once (:mod:`multitask_mnist.program`); every failure the
+user can cause (a bad flag, a missing file, an unreadable checkpoint, a diverging run)
+ends in one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
 
-import argparse
+import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonargparse
 import torch
 from torch.utils.data import Subset
 
 from multitask_mnist import distributed, presets, program
-from multitask_mnist._validation import check_int
 from multitask_mnist.data import (
     DATA_ENV_VAR,
     AugmentedDigitDataset,
@@ -27,236 +30,89 @@ from multitask_mnist.data import (
 )
 from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
-from multitask_mnist.methods import METHODS
-from multitask_mnist.models import FUSION_MODES, MultiTaskNet
-from multitask_mnist.program import ArgumentParser, configure_logging
+from multitask_mnist.models import Fusion, MultiTaskNet
+from multitask_mnist.program import configure_logging
 from multitask_mnist.training import (
-    PRECISIONS,
     Callback,
     GradientConflict,
     TensorBoard,
     Trainer,
+    TrainerConfig,
 )
 
 __all__ = [
-    "add_train_arguments",
+    "DigitSumRun",
     "build_parser",
     "configure_logging",
+    "digit_sum_data",
     "main",
     "mnist_test_split",
     "print_test_result",
-    "run_train",
+    "train",
     "train_callbacks",
 ]
 
+logger = logging.getLogger("multitask_mnist")
+
 #: Seed of the test split's numbers: every run is scored on the same image/number pairs.
 TEST_SEED = 0
-
-#: What ``--checkpoint`` takes, in every command's help.
-_WEIGHTS_HELP = "a checkpoint the Trainer wrote (*.pt) or exported weights (*.safetensors)"
 
 #: The formats of ``multitask-mnist export`` (as :data:`multitask_mnist.export.EXPORT_FORMATS`,
 #: without importing the exporter at start-up).
 EXPORT_FORMATS = ("onnx", "safetensors")
 
+#: What ``--checkpoint`` takes, in every command's help.
+_WEIGHTS_HELP = "a checkpoint the Trainer wrote (*.pt) or exported weights (*.safetensors)"
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags of the documented run, shared by ``train`` and the example scripts.
 
-    The defaults are the Trainer's own
-    (:meth:`~multitask_mnist.training.Trainer.get_default_config`); values are checked
-    once, by the library, when the run starts.
+@dataclass(frozen=True)
+class DigitSumRun:
+    """What a digit + sum run needs beside the Trainer's settings: the network, the data
+    and what to record. ``multitask-mnist train`` and ``examples/train_mnist_sum.py``
+    take these flags (``--data-dir``, ``--limit``, ...).
 
     Args:
-        parser: Receives ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``,
-            ``--data-dir``, ``--output-dir``, ``--limit``, ``--digit-labels``,
-            ``--resume``, ``--fusion``, ``--loss-strategy``, ``--loss-weights``,
-            ``--method``, ``--precision``, ``--device`` and ``--no-progress``.
+        preset: The network: a registered digit + sum preset (``mnist_sum``,
+            ``mnist_sum_bn``).
+        fusion: How the digit estimate joins the number; the preset's own by default.
+        data_dir: The folder holding ``MNIST/raw/``; by default ``$MULTITASK_MNIST_DATA``,
+            else ``./data``, downloading.
+        limit: Train on the first N training images; the test still uses all 10,000.
+        digit_labels: Keep the digit label on this fraction of the training images, chosen
+            by the seed; the others train the sum only.
+        loss_weights: Fixed weights by task, e.g. ``sum=0`` to train the digit alone;
+            1 each by default.
+        resume: Continue from the last checkpoint in the output folder, also one written
+            mid-epoch.
+        gradient_conflict: Record the tasks' gradient cosine, norms and weights every
+            this many steps (``gradient_conflict.csv``; the epoch means go to
+            ``history.csv`` either way). Without a gradient method each recorded step
+            costs one extra backward pass per task.
+        tensorboard: Log metrics, learning rate, task weights and the test confusion
+            matrix for TensorBoard under ``OUTPUT_DIR/tensorboard`` (the ``tensorboard``
+            extra).
+
+    Raises:
+        ValueError: ``limit`` below 1.
 
     Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> add_train_arguments(parser)
-        >>> args = parser.parse_args(["--epochs", "3"])
-        >>> args.epochs, args.batch_size
-        (3, 128)
+        >>> DigitSumRun(limit=100).digit_labels
+        1.0
     """
-    defaults = Trainer.get_default_config()
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults["epochs"],
-        help="epochs to train (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults["batch_size"],
-        help="batch size (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--lr", type=float, default=defaults["lr"], help="peak learning rate (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults["seed"], help="seed of the run (default: %(default)s)"
-    )
-    _add_data_dir(parser)
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=Path("runs/mnist_sum"),
-        help="checkpoints, metrics.json, history.csv and plots (default: runs/mnist_sum)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="train on the first N training images; the test still uses all 10,000",
-    )
-    parser.add_argument(
-        "--digit-labels",
-        type=float,
-        default=1.0,
-        metavar="FRACTION",
-        help="keep the digit label on this fraction of the training images, chosen by "
-        "--seed; the others train the sum only (default: 1)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the last checkpoint in --output-dir, also one written mid-epoch",
-    )
-    parser.add_argument(
-        "--fusion",
-        choices=FUSION_MODES,
-        default=None,
-        help="how the digit estimate joins the number (default: the preset's)",
-    )
-    parser.add_argument(
-        "--loss-strategy",
-        choices=STRATEGIES,
-        default="fixed",
-        help="fixed: equal weights; uncertainty: learned; dwa: dynamic weight average; "
-        "rlw: random weights each step; geometric: geometric mean of the losses; "
-        "famo: fast adaptive multitask optimization; gradnorm: gradient normalization",
-    )
-    parser.add_argument(
-        "--loss-weights",
-        nargs="+",
-        type=_task_weight,
-        default=None,
-        metavar="TASK=WEIGHT",
-        help="fixed weights by task, e.g. 'sum=0' to train the digit alone (default: 1 each)",
-    )
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default=defaults["method"],
-        help="how the tasks' gradients combine: none (one backward of the weighted loss) "
-        "or a gradient aggregation method on the shared trunk (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--gradient-conflict",
-        type=int,
-        default=None,
-        metavar="EVERY",
-        help="record the tasks' gradient cosine, norms and weights every EVERY steps "
-        "(gradient_conflict.csv; the epoch means go to history.csv either way). Without "
-        "a gradient method, each recorded step costs one extra backward pass per task",
-    )
-    parser.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="log metrics, learning rate, task weights and the test confusion matrix for "
-        "TensorBoard under OUTPUT_DIR/tensorboard (needs the tensorboard extra)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=defaults["precision"],
-        help="auto: bfloat16 autocast where the hardware runs it natively (default: auto)",
-    )
-    _add_device(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    preset: str = "mnist_sum"
+    fusion: Fusion | None = None
+    data_dir: Path | None = None
+    limit: int | None = None
+    digit_labels: float = 1.0
+    loss_weights: dict[str, float] | None = None
+    resume: bool = False
+    gradient_conflict: int | None = None
+    tensorboard: bool = False
 
-def _task_weight(text: str) -> tuple[str, float]:
-    """``"sum=0.5"`` -> ``("sum", 0.5)``, for ``--loss-weights``."""
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected TASK=WEIGHT such as sum=0.5, got {text!r}"
-        ) from None
-
-
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=f"folder holding MNIST/raw/ (default: ${DATA_ENV_VAR}, else ./data, downloading)",
-    )
-
-
-def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        default=Trainer.get_default_config()["device"],
-        help="auto, cpu, cuda, mps (default: %(default)s)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``.
-
-    Returns:
-        A parser with the subcommands ``train``, ``evaluate``, ``predict``, ``demo``,
-        ``export`` and ``presets``.
-
-    Example:
-        >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
-        'evaluate'
-    """
-    parser = ArgumentParser(
-        prog="multitask-mnist",
-        description="Read a handwritten digit and add a number to it.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    train = commands.add_parser("train", help="train a preset and test it on the 10,000 images")
-    train.add_argument(
-        "--preset", default="mnist_sum", help=f"one of: {', '.join(presets.names())}"
-    )
-    add_train_arguments(train)
-
-    evaluate = commands.add_parser("evaluate", help="digit and sum accuracy on the test set")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    _add_data_dir(evaluate)
-    _add_device(evaluate)
-
-    predict = commands.add_parser("predict", help="read a PNG digit and add NUMBER to it")
-    predict.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
-    predict.add_argument("number", type=int, help="the number to add, 0-9")
-    _add_device(predict)
-
-    demo = commands.add_parser("demo", help="a web page: draw a digit, see the predictions")
-    demo.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: local)")
-    demo.add_argument("--port", type=int, default=7860, help="port to serve on")
-
-    export = commands.add_parser("export", help="write a checkpoint as ONNX or safetensors")
-    export.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
-    export.add_argument("--output", type=Path, required=True, help="the file to write")
-
-    commands.add_parser("presets", help="list the presets")
-    for command in commands.choices.values():  # messages name the subcommand
-        command.set_defaults(program_name=command.prog)
-    return parser
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise InvalidValueError(f"Expected argument `limit` to be >= 1, got {self.limit}")
 
 
 def _data_root(data_dir: Path | None) -> tuple[Path, bool]:
@@ -290,90 +146,106 @@ def mnist_test_split(
     return AugmentedDigitDataset(load_mnist(root, train=False, download=download), seed=TEST_SEED)
 
 
-def run_train(args: argparse.Namespace, preset: str = "mnist_sum") -> int:
-    """Train ``preset`` as the flags say, then test it on the 10,000 test images.
-
-    Prints the epoch lines (through logging), ``Finished Training`` and the test
-    result (:func:`print_test_result`).
+def digit_sum_data(
+    seed: int,
+    *,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    digit_labels: float = 1.0,
+) -> tuple[AugmentedDigitDataset, AugmentedDigitDataset]:
+    """The training images paired with numbers drawn from ``seed``, and the 10,000 test
+    images paired as in every run (:func:`mnist_test_split`).
 
     Args:
-        args: Flags from :func:`add_train_arguments`.
-        preset: A registered preset name.
+        seed: The run's seed.
+        data_dir: The folder holding ``MNIST/raw/``; by default ``$MULTITASK_MNIST_DATA``,
+            else ``./data``, downloading.
+        limit: Train on the first ``limit`` images only.
+        digit_labels: Keep the digit label on this fraction of the training images.
 
     Returns:
-        The exit status, 0.
+        The training and the test split.
 
     Raises:
-        ValueError: A flag out of range, or an unknown preset.
         FileNotFoundError: MNIST is missing and may not be downloaded.
-        TrainingInterrupted: SIGTERM or SIGINT stopped training; ``last.pt`` holds it.
 
     Example:
-        >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
-        >>> run_train(parser.parse_args(["--limit", "0"]))
-        Traceback (most recent call last):
-        ...
-        multitask_mnist.errors.InvalidValueError: Expected argument `limit` to be >= 1, got 0
+        >>> train, test = digit_sum_data(0, limit=100)  # doctest: +SKIP
+        >>> len(train), len(test)  # doctest: +SKIP
+        (100, 10000)
     """
-    if args.limit is not None:
-        check_int("limit", args.limit, minimum=1)
-    torch.manual_seed(args.seed)
-    model = _digit_sum_model(
-        presets.get(preset, **({} if args.fusion is None else {"fusion": args.fusion})), preset
-    )
-    trainer = Trainer(
-        model,
-        loss=WeightedMultiLoss(
-            dict(args.loss_weights) if args.loss_weights else None, strategy=args.loss_strategy
-        ),
-        method=args.method,
-        callbacks=train_callbacks(args),
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,
-        progress=not args.no_progress,
-        config={"limit": args.limit, "digit_labels": args.digit_labels},
-    )
-    root, download = _data_root(args.data_dir)
-    train_base: Any = load_mnist(root, train=True, download=download)
-    if args.limit is not None:
-        train_base = Subset(train_base, range(min(args.limit, len(train_base))))
-    train_data = AugmentedDigitDataset(train_base, seed=args.seed, digit_labels=args.digit_labels)
-    test_data = mnist_test_split(root, download)
-    trainer.fit(train_data, resume=args.resume)
-    metrics = trainer.test(test_data)
-    if distributed.is_main_process():  # under torchrun, rank 0 alone prints
-        print("Finished Training")
-        print_test_result(metrics, len(test_data))
-    return 0
+    root, download = _data_root(data_dir)
+    images: Any = load_mnist(root, train=True, download=download)
+    if limit is not None:
+        images = Subset(images, range(min(limit, len(images))))
+    train_data = AugmentedDigitDataset(images, seed=seed, digit_labels=digit_labels)
+    return train_data, mnist_test_split(root, download)
 
 
-def train_callbacks(args: argparse.Namespace) -> list[Callback]:
-    """The callbacks the flags of :func:`add_train_arguments` ask for, beside the defaults:
+def train_callbacks(run: DigitSumRun) -> list[Callback]:
+    """The callbacks ``run`` asks for beside the defaults:
     :class:`~multitask_mnist.training.GradientConflict` for ``--gradient-conflict`` and
     :class:`~multitask_mnist.training.TensorBoard` for ``--tensorboard``.
 
     Args:
-        args: Flags from :func:`add_train_arguments`.
+        run: The run's settings.
 
     Returns:
         The extra callbacks, possibly none.
 
     Example:
-        >>> parser = argparse.ArgumentParser(); add_train_arguments(parser)
-        >>> [c.name for c in train_callbacks(parser.parse_args(["--tensorboard"]))]
+        >>> [c.name for c in train_callbacks(DigitSumRun(tensorboard=True))]
         ['tensorboard']
     """
     callbacks: list[Callback] = []
-    if args.gradient_conflict is not None:
-        callbacks.append(GradientConflict(args.gradient_conflict))
-    if args.tensorboard:
+    if run.gradient_conflict is not None:
+        callbacks.append(GradientConflict(run.gradient_conflict))
+    if run.tensorboard:
         callbacks.append(TensorBoard())
     return callbacks
+
+
+def train(config: TrainerConfig, run: DigitSumRun) -> int:
+    """``multitask-mnist train``: train ``run.preset`` as the settings say, then test it
+    on the 10,000 test images.
+
+    Prints the epoch lines (through logging), ``Finished Training`` and the test
+    result (:func:`print_test_result`).
+
+    Args:
+        config: The Trainer's settings.
+        run: The network, the data and what to record.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        ValueError: A setting out of range, or an unknown preset.
+        FileNotFoundError: MNIST is missing and may not be downloaded.
+        TrainingInterrupted: SIGTERM or SIGINT stopped training; ``last.pt`` holds it.
+
+    Example:
+        >>> train(TrainerConfig(), DigitSumRun(preset="vgg"))
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.errors.InvalidValueError: Unknown preset 'vgg'; known presets: ...
+    """
+    torch.manual_seed(config.seed)
+    net = presets.get(run.preset, **({} if run.fusion is None else {"fusion": run.fusion}))
+    model = _digit_sum_model(net, run.preset)
+    loss = WeightedMultiLoss(run.loss_weights)
+    trainer = Trainer(
+        model, config, loss=loss, callbacks=train_callbacks(run), run_config=asdict(run)
+    )
+    train_data, test_data = digit_sum_data(
+        config.seed, data_dir=run.data_dir, limit=run.limit, digit_labels=run.digit_labels
+    )
+    trainer.fit(train_data, resume=run.resume)
+    metrics = trainer.test(test_data)
+    if distributed.is_main_process():  # under torchrun, rank 0 alone prints
+        print("Finished Training")
+        print_test_result(metrics, len(test_data))
+    return 0
 
 
 def _digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
@@ -413,7 +285,7 @@ def print_test_result(metrics: dict[str, float], n: int) -> None:
     )
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def _evaluate(args: Any) -> int:
     model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
     root, download = _data_root(args.data_dir)
     test_data = mnist_test_split(root, download)
@@ -422,7 +294,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def _predict(args: Any) -> int:
     from PIL import Image, UnidentifiedImageError
 
     model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
@@ -446,18 +318,19 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from multitask_mnist.demo import check_demo_model, launch_demo
+def _demo(args: Any) -> int:
+    from multitask_mnist.demo import check_demo_model, launch_demo  # gradio: only here
 
-    check_int("port", args.port, minimum=0)
+    if args.port < 0:
+        raise InvalidValueError(f"Expected argument `port` to be >= 0, got {args.port}")
     model = presets.from_checkpoint(args.checkpoint)
     check_demo_model(model)
     launch_demo(model, host=args.host, port=args.port)
     return 0
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from multitask_mnist.export import export_model
+def _export(args: Any) -> int:
+    from multitask_mnist.export import export_model  # onnx: only here
 
     model = presets.from_checkpoint(args.checkpoint)
     if not args.output.parent.is_dir():
@@ -467,23 +340,102 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_presets(_: argparse.Namespace) -> int:
+def _presets(_: Any) -> int:
     width = max(len(name) for name in presets.names())
     for name in presets.names():
         print(f"{name:<{width}}  {presets.describe(name)}")
     return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    commands = {
-        "train": lambda a: run_train(a, a.preset),
-        "evaluate": run_evaluate,
-        "predict": run_predict,
-        "demo": run_demo,
-        "export": run_export,
-        "presets": run_presets,
+def _subparser(prog: str, description: str) -> program.ArgumentParser:
+    return program.ArgumentParser(prog=prog, description=description)
+
+
+def _add(commands: Any, name: str, parser: jsonargparse.ArgumentParser, help: str) -> None:
+    """Add a subcommand, keeping its program name for messages (``multitask-mnist train``)."""
+    prog = parser.prog
+    commands.add_subcommand(name, parser, help=help)
+    parser.prog = prog
+
+
+def build_parser() -> program.ArgumentParser:
+    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``.
+
+    Returns:
+        A parser with the subcommands ``train``, ``evaluate``, ``predict``, ``demo``,
+        ``export`` and ``presets``.
+
+    Example:
+        >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
+        'evaluate'
+    """
+    name = "multitask-mnist"
+    parser = program.ArgumentParser(
+        prog=name, description="Read a handwritten digit and add a number to it."
+    )
+    commands = parser.add_subcommands(dest="command", required=True)
+    train_parser = program.settings_parser(
+        TrainerConfig,
+        DigitSumRun,
+        prog=f"{name} train",
+        description="Train a preset and test it on the 10,000 test images.",
+        defaults={"output_dir": Path("runs/mnist_sum")},
+    )
+    train_parser.add_argument(
+        "--loss-strategy",
+        choices=STRATEGIES,
+        default=None,
+        help="deprecated, gone in 0.3: --method, which names the same methods (fixed is none)",
+    )
+    _add(commands, "train", train_parser, "train a preset and test it")
+
+    evaluate = _subparser(f"{name} evaluate", "Digit and sum accuracy on the test set.")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
+    evaluate.add_argument("--data-dir", type=Path | None, default=None, help="holds MNIST/raw/")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    _add(commands, "evaluate", evaluate, "digit and sum accuracy on the test set")
+
+    predict = _subparser(f"{name} predict", "Read a PNG digit and add NUMBER to it.")
+    predict.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
+    predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
+    predict.add_argument("number", type=int, help="the number to add, 0-9")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    _add(commands, "predict", predict, "read a PNG digit and add NUMBER to it")
+
+    demo = _subparser(f"{name} demo", "A web page: draw a digit, see the predictions.")
+    demo.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (local)")
+    demo.add_argument("--port", type=int, default=7860, help="port to serve on")
+    _add(commands, "demo", demo, "a web page: draw a digit, see the predictions")
+
+    export = _subparser(f"{name} export", "Write a checkpoint as ONNX or safetensors.")
+    export.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    export.add_argument("--output", type=Path, required=True, help="the file to write")
+    _add(commands, "export", export, "write a checkpoint as ONNX or safetensors")
+
+    _add(commands, "presets", _subparser(f"{name} presets", "List the presets."), "list them")
+    return parser
+
+
+def _dispatch(args: Any) -> int:
+    command = args.command
+    options = args[command]
+    if command == "train":
+        config, run = program.settings_from(options, TrainerConfig, DigitSumRun)
+        if options.loss_strategy is not None:  # deprecated: the method, under its old name
+            method = "none" if options.loss_strategy == "fixed" else options.loss_strategy
+            logger.warning("--loss-strategy is deprecated and goes in 0.3: use --method %s", method)
+            config = config.replace(method=method)
+        return train(config, run)
+    handlers = {
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "demo": _demo,
+        "export": _export,
+        "presets": _presets,
     }
-    return int(commands[args.command](args))
+    return handlers[command](options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -503,4 +455,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         mnist_sum          The documented network: ...
         0
     """
-    return program.run(_dispatch, build_parser(), argv)
+    return program.run(_dispatch, argv, parser=build_parser())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import runpy
 import struct
@@ -171,6 +172,8 @@ def run_in_process(
     """Run a program's ``main(argv)`` here, as a subprocess would run it, in a fraction of
     the time (no second interpreter importing torch): its exit status (``sys.exit``
     included) and what it wrote to stdout and stderr."""
+    library = logging.getLogger("multitask_mnist")  # a program points it at its streams
+    saved = (list(library.handlers), library.level, library.propagate)
     with (
         environment({"CI": "true", **(env or {})}),
         contextlib.redirect_stdout(io.StringIO()) as out,
@@ -180,6 +183,8 @@ def run_in_process(
             code = main(list(argv))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            library.handlers, library.level, library.propagate = saved
     return Completed(int(code or 0), out.getvalue(), err.getvalue())
 
 

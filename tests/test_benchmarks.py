@@ -56,7 +56,7 @@ def test_results_table_reuses_finished_runs_and_writes_every_cell(tmp_path: Path
     assert "     - 91.70%" in table and "     - 81.70%" in table and "     - 77 s" in table
     assert (
         "``multitask-mnist train --preset mnist_sum_bn --fusion straight_through "
-        "--loss-strategy dwa --epochs 2``"
+        "--method dwa --epochs 2``"
     ) in table
     assert len(result.stdout.splitlines()) == 18 + 2
 
@@ -103,8 +103,7 @@ def test_methods_table_reuses_finished_runs(tmp_path: Path) -> None:
     assert (
         "   * - ``none``\n     - ``famo``\n     - ``expectation``\n     - 5\n     - 100%\n"
         "     - 1 each\n     - 99.05%\n     - 98.05%\n     - 105 s\n"
-        "     - ``multitask-mnist train --method none --fusion expectation --loss-strategy famo "
-        "--epochs 5``"
+        "     - ``multitask-mnist train --method famo --fusion expectation --epochs 5``"
     ) in table
     assert len(result.stdout.splitlines()) == 6 + 2
     assert (
@@ -114,7 +113,7 @@ def test_methods_table_reuses_finished_runs(tmp_path: Path) -> None:
 
 def test_multi_mnist_table_puts_finished_runs_beside_the_published_rows(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    names = ["single-left", "single-right", "method-none", "method-upgrad", "loss-strategy-famo"]
+    names = ["single-left", "single-right", "method-none", "method-upgrad", "method-famo"]
     for i, name in enumerate(names):
         folder = runs / f"{name}-3ep-lrNone"
         folder.mkdir(parents=True)
@@ -140,7 +139,7 @@ def test_multi_mnist_table_puts_finished_runs_beside_the_published_rows(tmp_path
     # single task: the left network's left digit, the right network's right digit
     assert "   * - single task (ours)\n     - 95.00%\n     - 94.10%\n     - 201 s" in table
     assert "   * - ``--method upgrad`` (ours)\n     - 95.30%\n     - 94.30%" in table
-    assert "``python examples/train_multi_mnist.py --epochs 3 --loss-strategy famo``" in table
+    assert "``python examples/train_multi_mnist.py --epochs 3 --method famo``" in table
     assert "     - 97.26%\n     - 95.90%" in table  # MGDA-UB, as published
     assert len(result.stdout.splitlines()) == 4 + 6 + 2
 

@@ -124,25 +124,32 @@ def test_presets_lists_the_documented_network() -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["train", "--epochs", "many"], 2, "argument --epochs: invalid int value: 'many'"),
-        (["train", "--fusion", "sum"], 2, "argument --fusion: invalid choice: 'sum'"),
+        (["train", "--epochs", "many"], 2, "argument --epochs: expected an int, got 'many'"),
+        (
+            ["train", "--fusion", "sum"],
+            2,
+            "argument --fusion: expected one of 'argmax', 'expectation', 'straight_through', "
+            "got 'sum'",
+        ),
         (
             ["train", "--method", "adam"],
-            2,
-            "argument --method: invalid choice: 'adam' (choose from 'none', 'upgrad', 'pcgrad', "
-            "'mgda', 'cagrad', 'imtl_g', 'aligned_mtl', 'dualproj', 'graddrop', 'nash_mtl')",
+            1,
+            "Expected argument `method` to be one of 'none', 'uncertainty', 'dwa', 'rlw', "
+            "'geometric', 'famo', 'gradnorm', 'mgda_ub', 'upgrad', 'pcgrad', 'mgda', 'cagrad', "
+            "'imtl_g', 'aligned_mtl', 'dualproj', 'graddrop', 'nash_mtl', got 'adam'",
         ),
         (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
         (
             ["train", "--loss-weights", "sum"],
             2,
-            "argument --loss-weights: expected TASK=WEIGHT such as sum=0.5, got 'sum'",
+            "argument --loss-weights: expected TASK=WEIGHT pairs such as sum=0.5",
         ),
         (
             ["train", "--loss-weights", "total=0"],
             1,
             "Unknown task name(s) in `weights`: 'total'; the tasks are 'digit', 'sum'",
         ),
+        (["predict", "--checkpoint", "a.pt", "a.png", "x"], 2, "argument NUMBER: expected an int"),
         (["train", "--epochs", "0"], 1, "Expected argument `epochs` to be >= 1, got 0"),
         (["train", "--limit", "0"], 1, "Expected argument `limit` to be >= 1, got 0"),
         (
@@ -157,7 +164,7 @@ def test_presets_lists_the_documented_network() -> None:
             "trains and runs digit + sum networks",
         ),
         (["evaluate", "--checkpoint", "missing.pt"], 1, "Checkpoint not found: missing.pt"),
-        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (["frobnicate"], 2, "argument command: invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_arguments_give_one_line_and_a_nonzero_exit(
@@ -196,21 +203,72 @@ def test_predict_rejects_number_out_of_range(trained: tuple[Path, str], tmp_path
 
 
 def test_example_script_help() -> None:
+    """Declared once: the example's flags are the fields of the two settings classes."""
+    import dataclasses
+
+    from multitask_mnist.cli import DigitSumRun
+    from multitask_mnist.training import TrainerConfig
+
     result = run_script(ROOT / "examples" / "train_mnist_sum.py", "--help")
     assert result.returncode == 0
-    for flag in (
-        "--epochs",
-        "--batch-size",
-        "--lr",
-        "--seed",
-        "--data-dir",
-        "--output-dir",
-        "--limit",
-        "--resume",
-        "--fusion",
-        "--precision",
-    ):
-        assert flag in result.stdout
+    for settings in (TrainerConfig, DigitSumRun):
+        for field in dataclasses.fields(settings):
+            assert f"--{field.name.replace('_', '-')}" in result.stdout, field.name
+    assert "--no-progress" in result.stdout and "--config" in result.stdout
+
+
+def test_config_yaml_repeats_the_run(trained: tuple[Path, str]) -> None:
+    import yaml
+
+    from multitask_mnist import program
+    from multitask_mnist.cli import DigitSumRun, build_parser
+    from multitask_mnist.training import TrainerConfig
+
+    out, _ = trained
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert (recorded["epochs"], recorded["batch_size"], recorded["limit"]) == (1, 50, 200)
+    argv = ["train", "--config", str(out / "config.yaml"), "--epochs", "3"]
+    config, run = program.settings_from(
+        build_parser().parse_args(argv).train, TrainerConfig, DigitSumRun
+    )
+    assert config == TrainerConfig.from_dict(recorded).replace(epochs=3)  # later flags win
+    assert run == DigitSumRun(limit=200)
+    printed = _run(*argv, "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout) == {
+        **recorded,
+        "epochs": 3,
+        "debug": False,
+        "loss_strategy": None,
+    }
+
+
+def test_loss_strategy_is_deprecated_but_still_trains(small_mnist: Path, tmp_path: Path) -> None:
+    result = _run(
+        "train", "--loss-strategy", "uncertainty", "--epochs", "1", "--limit", "50",
+        "--output-dir", str(tmp_path), data=small_mnist,
+    )  # fmt: off
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "WARNING: --loss-strategy is deprecated and goes in 0.3: use --method uncertainty\n"
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["method"] == "uncertainty"
+
+
+@pytest.mark.parametrize(
+    "flags", [["--method", "famo"], ["--method", "upgrad", "--fusion", "expectation"]]
+)
+def test_every_kind_of_method_trains_through_the_same_flag(
+    flags: list[str], small_mnist: Path, tmp_path: Path
+) -> None:
+    result = _run(
+        "train", *flags, "--epochs", "1", "--limit", "50", "--batch-size", "25",
+        "--output-dir", str(tmp_path), data=small_mnist,
+    )  # fmt: off
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert recorded["method"] == flags[1]
+    assert recorded["resume"] is False
 
 
 def test_console_script_is_installed() -> None:
@@ -313,13 +371,19 @@ def test_diverging_run_stops_with_one_line(small_mnist: Path, tmp_path: Path) ->
 
 
 def test_train_flags_default_to_the_trainers_defaults() -> None:
-    from multitask_mnist.cli import build_parser
-    from multitask_mnist.training import Trainer
+    """Declared once: every TrainerConfig field is a flag whose default is the field's."""
+    import dataclasses
 
-    args = build_parser().parse_args(["train"])
-    defaults = Trainer.get_default_config()
-    for flag in ("epochs", "batch_size", "lr", "seed", "precision", "device"):
-        assert getattr(args, flag) == defaults[flag], flag
+    from multitask_mnist.cli import build_parser
+    from multitask_mnist.training import TrainerConfig
+
+    args = build_parser().parse_args(["train"]).train
+    defaults = TrainerConfig()
+    for field in dataclasses.fields(TrainerConfig):
+        expected = (
+            Path("runs/mnist_sum") if field.name == "output_dir" else getattr(defaults, field.name)
+        )
+        assert args[field.name] == expected, field.name
 
 
 def test_no_hand_packed_lines_are_left_behind_fmt_skip() -> None:
@@ -409,7 +473,7 @@ def test_resume_survives_a_damaged_metrics_file(small_mnist: Path, tmp_path: Pat
     (tmp_path / "metrics.json").write_text('{"epochs": [')  # cut short
     resumed = _run("train", "--epochs", "2", "--resume", *common, data=small_mnist)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{tmp_path / 'metrics.json'} is damaged (" in resumed.stdout
+    assert f"{tmp_path / 'metrics.json'} is damaged (" in resumed.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())  # written afresh, whole
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2] and "test_sum_accuracy" in metrics
 
@@ -436,7 +500,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_checkpoint(
     monkeypatch.setattr(checkpoint.os, "fsync", full)
     result = _run("train", "--epochs", "2", "--resume", *common, data=small_mnist)
     assert result.returncode == 1
-    [line] = result.stderr.splitlines()
+    *warnings, line = result.stderr.splitlines()  # the schedule's warning, then the error
+    assert all(w.startswith("WARNING: ") for w in warnings), result.stderr
     path = tmp_path / failing
     expected = {
         "last.pt": f"Could not write checkpoint {path}: No space left on device; the previous "

@@ -28,7 +28,7 @@ STEPS = 40  # 2,000 images in batches of 50 (per process: 20 under torchrun)
 
 def _command(out: Path, launcher: list[str], *extra: str) -> list[str]:
     # DWA keeps running loss sums per process: they must survive a mid-epoch stop too.
-    return interrupted_run_command(out, "--loss-strategy", "dwa", *extra, launcher=tuple(launcher))
+    return interrupted_run_command(out, "--method", "dwa", *extra, launcher=tuple(launcher))
 
 
 def _env(data: Path) -> dict[str, str]:

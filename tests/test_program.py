@@ -1,39 +1,50 @@
-"""program.run: one line for a mistake, a traceback for a bug, --debug for both."""
+"""program: flags from settings dataclasses, one line for a mistake, a traceback for a
+bug, --debug for both, --config and --print-config."""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import signal
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
 from multitask_mnist import program
 from multitask_mnist.errors import InvalidValueError, LabelError
-from multitask_mnist.training import CheckpointError, TrainingInterrupted
+from multitask_mnist.training import CheckpointError, TrainerConfig, TrainingInterrupted
 from tests.conftest import run_in_process
 
 
-def _program(error: BaseException | None) -> program.ArgumentParser:
-    """A parser whose program raises ``error`` (or prints and succeeds)."""
-    parser = program.ArgumentParser(prog="tool.py")
-    parser.add_argument("--epochs", type=int, default=1)
+@dataclass(frozen=True)
+class Tool:
+    """A program's settings.
 
-    def main(args: argparse.Namespace) -> int:
-        if error is not None:
-            raise error
-        print(f"epochs {args.epochs}")  # noqa: T201 - a program writes its output
-        return 0
+    Args:
+        folder: Where the files are.
+        epochs: How long.
+        weights: By task.
+        verbose: Say more.
+    """
 
-    parser.set_defaults(main=main)
-    return parser
+    folder: Path
+    epochs: int = 1
+    weights: dict[str, float] | None = None
+    verbose: bool = False
 
 
 def _run(error: BaseException | None, *argv: str, **env: str) -> tuple[int, str, str]:
-    parser = _program(error)
-    result = run_in_process(
-        lambda a: program.run(lambda args: args.main(args), parser, a), argv, env
-    )
+    """``tool.py FOLDER ARGV``, a program that raises ``error`` or prints its settings."""
+
+    def main(tool: Tool) -> int:
+        if error is not None:
+            raise error
+        print(f"epochs {tool.epochs} weights {tool.weights} verbose {tool.verbose}")  # noqa: T201
+        return 0
+
+    main.__annotations__ = {"tool": Tool, "return": int}  # a local class, resolved here
+    result = run_in_process(lambda a: program.run(main, a, prog="tool.py"), ("data", *argv), env)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -73,10 +84,75 @@ def test_a_signal_that_stopped_training_is_its_line_and_128_plus_its_number() ->
     assert _run(KeyboardInterrupt()) == (130, "", "tool.py: interrupted\n")
 
 
-def test_usage_errors_are_one_line_and_help_succeeds() -> None:
-    code, _, err = _run(None, "--epochs", "many")
-    assert code == program.EXIT_USAGE
-    assert err == "tool.py: error: argument --epochs: invalid int value: 'many' (see --help)\n"
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "many"], "argument --epochs: expected an int, got 'many'"),
+        (["--weights", "left"], "argument --weights: expected TASK=WEIGHT pairs such as sum=0.5"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--verbose", "maybe"], "argument --verbose: expected true or false, got 'maybe'"),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], message: str) -> None:
+    code, out, err = _run(None, *argv)
+    assert code == program.EXIT_USAGE and out == ""
+    assert err.startswith(f"tool.py: error: {message}") and err.endswith(" (see --help)\n"), err
+    assert len(err.splitlines()) == 1
+
+
+def test_flags_come_from_the_fields_with_dashes_no_flags_and_task_weights() -> None:
+    assert _run(None) == (0, "epochs 1 weights None verbose False\n", "")
+    code, out, _ = _run(None, "--epochs", "3", "--weights", "a=1", "b=0.5", "--verbose")
+    assert (code, out) == (0, "epochs 3 weights {'a': 1.0, 'b': 0.5} verbose True\n")
+    assert _run(None, "--verbose", "--no-verbose")[1].endswith("verbose False\n")
     code, out, _ = _run(None, "--help")
-    assert code == 0 and "--debug" in out
-    assert _run(None, "--epochs", "3") == (0, "epochs 3\n", "")
+    assert code == 0
+    for flag in ("--epochs", "--weights", "--verbose", "--no-verbose", "--config", "--debug"):
+        assert flag in out
+    assert "Where the files are." in out and "FOLDER" in out.upper()  # help from Args:
+
+
+def test_config_file_then_flags_and_print_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"epochs": 4, "weights": {"x": 2.0}}))
+    code, out, _ = _run(None, "--config", str(config))
+    assert (code, out) == (0, "epochs 4 weights {'x': 2.0} verbose False\n")
+    assert _run(None, "--config", str(config), "--epochs", "5")[1].startswith("epochs 5 ")
+    code, out, _ = _run(None, "--config", str(config), "--print-config")
+    assert code == 0
+    assert yaml.safe_load(out) == {
+        "debug": False,
+        "folder": "data",
+        "epochs": 4,
+        "weights": {"x": 2.0},
+        "verbose": False,
+    }
+    config.write_text(yaml.safe_dump({"epochs": 4, "colour": "red"}))
+    code, _, err = _run(None, "--config", str(config))
+    assert code == program.EXIT_USAGE and "colour" in err and len(err.splitlines()) == 1
+
+
+def test_settings_parser_defaults_replace_the_dataclasses() -> None:
+    parser = program.settings_parser(TrainerConfig, prog="x", defaults={"epochs": 3, "nope": 1})
+    [config] = program.parse_settings(parser, ["--lr", "0.5"], TrainerConfig)
+    assert config == TrainerConfig(epochs=3, lr=0.5)
+    with pytest.raises(InvalidValueError, match="`batch_size` to be >= 1, got 0"):
+        program.parse_settings(parser, ["--batch-size", "0"], TrainerConfig)
+
+
+def test_configure_logging_sends_warnings_to_stderr(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    library = logging.getLogger("multitask_mnist")  # put back as it was: the streams close
+    monkeypatch.setattr(library, "handlers", list(library.handlers))
+    monkeypatch.setattr(library, "level", library.level)
+    monkeypatch.setattr(library, "propagate", library.propagate)
+    program.configure_logging()
+    logger = logging.getLogger("multitask_mnist.test")
+    logger.info("an epoch line")
+    logger.warning("a warning")
+    captured = capsys.readouterr()
+    assert captured.out == "an epoch line\n"
+    assert captured.err == "WARNING: a warning\n"

@@ -37,6 +37,7 @@ from multitask_mnist.training.callbacks import (
     RunFiles,
     TensorBoard,
     default_callbacks,
+    run_settings,
     update_metrics_file,
 )
 from multitask_mnist.training.config import TrainerConfig
@@ -89,6 +90,7 @@ __all__ = [
     "load_model_state",
     "param_groups",
     "prepare_output_dir",
+    "run_settings",
     "save_checkpoint",
     "seed_everything",
     "train_step",

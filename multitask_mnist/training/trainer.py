@@ -71,6 +71,15 @@ _CHECK_EVERY = 16
 _OBJECT_SETTINGS = ("optimizer", "scheduler", "method")
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with its paths as text, as the run's JSON and YAML records hold it."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
 def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
@@ -114,7 +123,8 @@ class Trainer:
         callbacks: Callbacks, or ``(name, callback)`` pairs; see above.
         run_config: The whole run's settings beyond the Trainer's (a program's flags:
             the data, the preset), recorded with them in every checkpoint,
-            ``metrics.json`` and ``config.yaml``.
+            ``metrics.json`` and ``config.yaml`` (paths as text); what ``--config``
+            reads back from ``config.yaml``.
         **settings: Fields of :class:`~multitask_mnist.training.TrainerConfig` that
             replace ``config``'s.
 
@@ -160,7 +170,7 @@ class Trainer:
         self.settings = (config or TrainerConfig()).replace(
             **settings, **{name: CUSTOM for name in objects}
         )
-        self.run_config = dict(run_config or {})
+        self.run_config = {key: _plain(value) for key, value in (run_config or {}).items()}
         self.device = distributed.setup(_runtime.resolve_device(self.settings.device))
         self.autocast_dtype = _runtime.resolve_precision(self.settings.precision, self.device)
         self.autocast: _runtime.Autocast = functools.partial(

@@ -46,11 +46,21 @@ def _trainer(model: MultiTaskNet | None = None, **kwargs: Any) -> Trainer:
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every tensor of the state dict, a module's extra state (a dict) flattened in."""
+    """Every tensor of the state dict, a module's extra state (nested dicts of tensors
+    and numbers: Nash-MTL's) flattened in."""
+
+    def flatten(key: str, value: object) -> dict[str, torch.Tensor]:
+        if isinstance(value, dict):
+            return {
+                k: v
+                for sub, item in value.items()
+                for k, v in flatten(f"{key}.{sub}", item).items()
+            }
+        return {key: torch.as_tensor(value).detach().clone()}
+
     flat: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
-        items = value.items() if isinstance(value, dict) else [("", value)]
-        flat |= {f"{key}.{sub}".rstrip("."): v.detach().clone() for sub, v in items}
+        flat |= flatten(key, value)
     return flat
 
 

@@ -18,7 +18,11 @@ from multitask_mnist.training.callbacks.model_checkpoint import (
     ModelCheckpoint,
 )
 from multitask_mnist.training.callbacks.progress import ProgressBar
-from multitask_mnist.training.callbacks.run_files import RunFiles, update_metrics_file
+from multitask_mnist.training.callbacks.run_files import (
+    RunFiles,
+    run_settings,
+    update_metrics_file,
+)
 from multitask_mnist.training.callbacks.tensorboard import TensorBoard
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "TensorBoard",
     "default_callbacks",
     "resolve_callbacks",
+    "run_settings",
     "update_metrics_file",
 ]
 

@@ -1,4 +1,5 @@
-"""The files a person reads after a run: ``metrics.json``, ``history.csv`` and plots."""
+"""The files a person reads after a run: ``config.yaml``, ``metrics.json``,
+``history.csv`` and plots."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 from torch import Tensor
 
 from multitask_mnist import distributed
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from multitask_mnist.training.history import History
     from multitask_mnist.training.trainer import Trainer
 
-__all__ = ["RunFiles", "update_metrics_file"]
+__all__ = ["RunFiles", "run_settings", "update_metrics_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +72,31 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return current
 
 
+def run_settings(trainer: Trainer) -> dict[str, Any]:
+    """What ``config.yaml`` holds: the Trainer's settings and its ``run_config`` (a
+    program's own settings), the values a program's ``--config`` reads back.
+
+    Args:
+        trainer: The run's Trainer.
+
+    Returns:
+        Plain values by setting name, the Trainer's first.
+
+    Example:
+        >>> from multitask_mnist import presets
+        >>> from multitask_mnist.training import Trainer
+        >>> trainer = Trainer(presets.mnist_sum(), epochs=2, run_config={"limit": 100})
+        >>> settings = run_settings(trainer)
+        >>> settings["epochs"], settings["limit"]
+        (2, 100)
+    """
+    return {**trainer.settings.to_dict(), **trainer.run_config}
+
+
 class RunFiles(Callback):
-    """Writes ``metrics.json`` and ``history.csv`` every epoch, plots at the end of fit
+    """Writes ``config.yaml`` when fit starts (the settings that repeat the run:
+    ``--config OUTPUT_DIR/config.yaml``; an object given in place of a name reads
+    ``custom`` there), ``metrics.json`` and ``history.csv`` every epoch, plots at the end of fit
     (the loss of every step, smoothed, and each epoch's accuracy), and the ``test_*``
     metrics with the confusion matrix after :meth:`Trainer.test`.
 
@@ -92,6 +117,12 @@ class RunFiles(Callback):
     @staticmethod
     def _folder(trainer: Trainer) -> Path | None:
         return trainer.output_dir if distributed.is_main_process() else None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        folder = self._folder(trainer)
+        if folder is not None:
+            text = yaml.safe_dump(run_settings(trainer), sort_keys=False)
+            write_text_atomic(folder / "config.yaml", text)
 
     def on_batch_end(self, trainer: Trainer, epoch: int, step: int, loss: Tensor) -> None:
         if self._folder(trainer) is not None:  # kept as a tensor: no wait for the step here
