@@ -89,12 +89,15 @@ class Input:
                 f"Expected `low <= high` for input {self.name!r}, got {self.low} > {self.high}"
             )
 
-    def check(self, value: object, batch: int | None = None) -> None:
+    def check(self, value: object, batch: int | None = None, *, values: bool = True) -> None:
         """Raise ``TypeError``/``ValueError`` naming this input if ``value`` is wrong.
 
         Args:
             value: ``(B, *shape)`` tensor.
             batch: The batch size ``B`` the other inputs have, or ``None``.
+            values: Also check the values (finite, whole, in bounds): one reduction
+                over the tensor, read on the host. ``False`` checks the type and shape
+                alone, without waiting for the device.
         """
         name = self.name
         if not isinstance(value, Tensor) or value.dtype == torch.bool or value.is_complex():
@@ -116,7 +119,7 @@ class Input:
                 f"Expected `{name}` to hold a batch of {batch} like the first input, "
                 f"got {value.shape[0]}"
             )
-        if torch.compiler.is_compiling():  # export and compile trace shapes, not values
+        if not values or torch.compiler.is_compiling():  # export and compile trace shapes
             return
         bounded = self.low is not None or self.high is not None
         if value.is_floating_point() and not self.integer and not bounded:
@@ -319,16 +322,20 @@ class MultiTaskNet(nn.Module):
         self,
         *args: Tensor | Mapping[str, Tensor],
         targets: Mapping[str, Tensor] | None = None,
+        check_values: bool = True,
         **named: Tensor,
     ) -> dict[str, Tensor]:
         """Predict every task; see the class docstring for shapes.
 
         The inputs come as one mapping ``net({"image": x, "number": n})``, as tensors in
         the order the inputs were declared ``net(x, n)``, or by keyword
-        ``net(image=x, number=n)``.
+        ``net(image=x, number=n)``. Their types and shapes are always checked; their
+        values too unless ``check_values=False`` (for inputs checked already, on the
+        host before they moved, as the Trainer does: reading a check's result on the
+        host waits for the device).
         """
         inputs = self._gather(args, named)
-        self.check_inputs(inputs)
+        self.check_inputs(inputs, values=check_values)
         values: dict[str, Tensor] = dict(inputs)
         out: dict[str, Tensor] = {}
         for name, block in self._blocks.items():
@@ -367,8 +374,9 @@ class MultiTaskNet(nn.Module):
             raise InvalidTypeError(f"Got input {twice[0]!r} both by position and by keyword")
         return inputs | named
 
-    def check_inputs(self, inputs: Mapping[str, Tensor]) -> None:
-        """Raise ``TypeError``/``ValueError`` naming the input that is missing or wrong."""
+    def check_inputs(self, inputs: Mapping[str, Tensor], *, values: bool = True) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the input that is missing or wrong
+        (with ``values=False``, its type and shape only: see :meth:`Input.check`)."""
         if not isinstance(inputs, Mapping):
             raise InvalidTypeError(
                 f"Expected the inputs as a mapping {{name: tensor}} with names "
@@ -385,7 +393,7 @@ class MultiTaskNet(nn.Module):
             )
         batch: int | None = None
         for name, spec in self.inputs.items():
-            spec.check(inputs[name], batch)
+            spec.check(inputs[name], batch, values=values)
             batch = inputs[name].shape[0] if batch is None else batch
 
     def block_tasks(self) -> dict[str, tuple[str, ...]]:

@@ -7,21 +7,28 @@ import functools
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from multitask_mnist import distributed
 from multitask_mnist._validation import check_choice
 from multitask_mnist.errors import InvalidValueError
+from multitask_mnist.training import allocator
+
+if TYPE_CHECKING:
+    from multitask_mnist.training.config import TrainerConfig
 
 __all__ = [
     "PRECISIONS",
     "Autocast",
+    "Runtime",
     "autocast",
     "cpu_supports_bf16",
     "get_rng_state",
     "resolve_device",
     "resolve_precision",
+    "resolve_runtime",
     "seed_everything",
     "set_rng_state",
 ]
@@ -125,3 +132,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class Runtime(NamedTuple):
+    """What a run's settings resolve to on this machine."""
+
+    #: Where the model and the batches are (``"auto"`` resolved; under torchrun, the
+    #: process group joined).
+    device: torch.device
+    #: The autocast dtype, or ``None`` for float32.
+    autocast_dtype: torch.dtype | None
+    #: A fresh precision context for each forward pass.
+    autocast: Autocast
+    #: Images and convolution weights in channels-last order.
+    channels_last: bool
+    #: Freed buffers kept for the next step (glibc's malloc thresholds set).
+    keep_freed_memory: bool
+
+
+def resolve_runtime(settings: TrainerConfig) -> Runtime:
+    """Resolve ``settings``' device, precision, memory order and allocator choice.
+
+    Raises:
+        ValueError: A device that does not exist or is not available.
+    """
+    device = distributed.setup(resolve_device(settings.device))
+    dtype = resolve_precision(settings.precision, device)
+    channels_last = settings.channels_last
+    return Runtime(
+        device,
+        dtype,
+        functools.partial(autocast, device, dtype),
+        device.type in ("cpu", "cuda") if channels_last is None else channels_last,
+        settings.keep_freed_memory and allocator.keep_freed_memory(),
+    )

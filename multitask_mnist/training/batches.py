@@ -1,8 +1,9 @@
-"""Batches for the loop: in a seeded order, labels checked, on the device, as named fields."""
+"""Batches for the loop: in a seeded order, labels and input values checked on the host,
+on the device, as named fields."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from multitask_mnist import distributed
 from multitask_mnist.data.fields import as_fields, to_device
+from multitask_mnist.models import Input
 from multitask_mnist.tasks import Task, check_labels
 
 __all__ = ["Batches", "epoch_seed", "set_epoch"]
@@ -37,6 +39,9 @@ class Batches:
     Args:
         tasks: The model's tasks, whose labels are checked on the host before a batch
             moves (:func:`~multitask_mnist.tasks.check_labels`).
+        inputs: The model's inputs, whose values are checked there too (finite, whole,
+            in bounds: :meth:`~multitask_mnist.models.Input.check`), so that the
+            forward pass checks types and shapes alone and never waits for the device.
         device: Where batches go.
         channels_last: Images (4-D float fields) in channels-last memory order.
         num_workers: Loader processes for datasets without a batched ``get_batch``.
@@ -54,10 +59,12 @@ class Batches:
         tasks: Sequence[Task],
         device: torch.device,
         *,
+        inputs: Mapping[str, Input] | None = None,
         channels_last: bool = False,
         num_workers: int = 0,
     ) -> None:
         self.tasks = tuple(tasks)
+        self.inputs = dict(inputs or {})
         self.device = device
         self.channels_last = channels_last
         self.num_workers = num_workers
@@ -98,6 +105,9 @@ class Batches:
         fields = as_fields(batch)
         if indices is not None:
             check_labels(self.tasks, fields, indices)
+            for name, spec in self.inputs.items():
+                if name in fields:  # a missing one is named where the batch is split
+                    spec.check(fields[name])
         fields = to_device(fields, self.device, non_blocking)
         if self.channels_last:
             for name, value in fields.items():

@@ -21,11 +21,13 @@ from multitask_mnist.methods import METHODS
 from multitask_mnist.training._runtime import PRECISIONS
 from multitask_mnist.training.optim import OPTIMIZERS, SCHEDULERS
 
-__all__ = ["TrainerConfig"]
+__all__ = ["TrainerConfig", "plain", "with_objects"]
 
 Precision = Literal["auto", "bf16", "fp32"]
 #: What the config says for an object given to the Trainer in place of a name.
 CUSTOM = "custom"
+#: The settings that may be an object instead of a name.
+OBJECT_SETTINGS = ("optimizer", "scheduler", "method")
 
 
 @dataclass(frozen=True)
@@ -192,3 +194,38 @@ class TrainerConfig:
             return cls(**known)
         except InvalidTypeError as error:  # a recorded value of another type
             raise InvalidValueError(str(error)) from None
+
+
+def with_objects(
+    config: TrainerConfig | None, settings: Mapping[str, Any]
+) -> tuple[TrainerConfig, dict[str, Any]]:
+    """``config`` (the defaults if ``None``) with ``settings`` replacing its fields, and
+    the objects among ``settings`` given in place of a name (the config says
+    ``"custom"`` for each).
+
+    Raises:
+        TypeError: A name that is not a setting, or a value of the wrong type.
+        ValueError: A value out of range.
+
+    Example:
+        >>> config, objects = with_objects(None, {"epochs": 2, "method": object()})
+        >>> config.epochs, config.method, list(objects)
+        (2, 'custom', ['method'])
+    """
+    names = dict(settings)
+    objects = {k: names.pop(k) for k in OBJECT_SETTINGS if not isinstance(names.get(k, ""), str)}
+    return (config or TrainerConfig()).replace(**names, **dict.fromkeys(objects, CUSTOM)), objects
+
+
+def plain(value: Any) -> Any:
+    """``value`` with its paths as text, as a run's JSON and YAML records hold it.
+
+    Example:
+        >>> plain({"data_dir": Path("data"), "limit": 5})
+        {'data_dir': 'data', 'limit': 5}
+    """
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    return value

@@ -5,17 +5,52 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from multitask_mnist.errors import InvalidTypeError, MissingFieldError
+from multitask_mnist.errors import InvalidTypeError, InvalidValueError, MissingFieldError
 from multitask_mnist.losses import WeightedMultiLoss
-from multitask_mnist.methods import FixedWeighting, Method, StepOutput, capture_outputs
+from multitask_mnist.methods import (
+    DynamicWeightAverage,
+    FixedWeighting,
+    Method,
+    StepOutput,
+    capture_outputs,
+    create_method,
+)
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import task_masks
 
-__all__ = ["TrainingTask"]
+__all__ = ["TrainingTask", "method_for"]
+
+
+def method_for(spec: Any, loss: WeightedMultiLoss, model: MultiTaskNet) -> Method:
+    """The run's method: ``spec`` (a name, a :class:`~multitask_mnist.methods.Method`
+    or a TorchJD aggregator), or the deprecated ``strategy`` of ``loss``, which then
+    leaves the weighting to the method.
+
+    Raises:
+        ValueError: Both a method and a deprecated strategy, or an unknown name.
+
+    Example:
+        >>> from multitask_mnist import presets
+        >>> method_for("uncertainty", WeightedMultiLoss(), presets.mnist_sum()).name
+        'uncertainty'
+    """
+    if loss.strategy != "fixed":
+        if not (isinstance(spec, str) and spec == "none"):
+            raise InvalidValueError(
+                f"Give one method: Trainer(method=...) got {spec!r} and the loss the "
+                f"deprecated WeightedMultiLoss(strategy={loss._strategy_name()!r}); "
+                "drop the strategy"
+            )
+        spec = loss.strategy
+        if spec == "dwa":
+            spec = DynamicWeightAverage(len(model.tasks), loss.temperature)
+        loss.strategy = "fixed"  # the method applies it from here on
+    return create_method(spec, len(model.tasks))
 
 
 class TrainingTask(nn.Module):
@@ -74,6 +109,10 @@ class TrainingTask(nn.Module):
         self.model = model
         self.loss = loss
         self.method = method
+        #: Whether the forward pass checks the inputs' values (reading the result on
+        #: the host); the Trainer checks them on the host before a batch moves, and
+        #: turns this off.
+        self.check_values = True
 
     def split(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The model's inputs and the tasks' targets of ``batch``.
@@ -113,7 +152,11 @@ class TrainingTask(nn.Module):
             else contextlib.nullcontext({})
         )
         with keep as kept:
-            predictions = self.model(inputs, targets=targets if self.training else None)
+            predictions = self.model(
+                inputs,
+                targets=targets if self.training else None,
+                check_values=self.check_values,
+            )
         losses = self.loss.task_losses(predictions, targets, masks, self.model.teachers)
         stacked = torch.stack(list(losses.values()))
         shared = [kept[name] for name in watched] if "shared_representation" in needs else []
@@ -138,7 +181,9 @@ class TrainingTask(nn.Module):
         """
         buffers = [(b, b.clone()) for b in self.model.buffers()]
         with torch.no_grad():
-            predictions = self.model(inputs, targets=targets if self.training else None)
+            predictions = self.model(
+                inputs, targets=targets if self.training else None, check_values=False
+            )
             parts = self.loss.task_losses(predictions, targets, teachers=self.model.teachers)
             for buffer, saved in buffers:
                 buffer.copy_(saved)

@@ -17,11 +17,7 @@ what an uninterrupted run would have done.
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
-import signal
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,55 +29,26 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from multitask_mnist import distributed
 from multitask_mnist.checkpoint import TrainingState
-from multitask_mnist.errors import InvalidTypeError, InvalidValueError
+from multitask_mnist.errors import InvalidTypeError
 from multitask_mnist.losses import WeightedMultiLoss
-from multitask_mnist.methods import (
-    DynamicWeightAverage,
-    GradientAggregation,
-    GradientProbe,
-    Method,
-    create_method,
-    method_name,
-    split_parameters,
-)
+from multitask_mnist.methods import Method, method_name
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import TaskMetrics
 from multitask_mnist.training import _runtime, allocator, resume
-from multitask_mnist.training.batches import Batches, epoch_seed, set_epoch
+from multitask_mnist.training.batches import Batches
 from multitask_mnist.training.callbacks import Callback, ModelCheckpoint, resolve_callbacks
-from multitask_mnist.training.config import CUSTOM, TrainerConfig
+from multitask_mnist.training.config import TrainerConfig, plain, with_objects
 from multitask_mnist.training.evaluation import Prediction, evaluate, predict
 from multitask_mnist.training.history import History
-from multitask_mnist.training.optim import create_optimizer, create_scheduler, param_groups
-from multitask_mnist.training.preemption import TrainingInterrupted, catch_signals
-from multitask_mnist.training.run_dir import NonFiniteLossError, RunDir, StepGuard, agree
-from multitask_mnist.training.step import train_step
-from multitask_mnist.training.task import TrainingTask
+from multitask_mnist.training.loop import FitLoop
+from multitask_mnist.training.optim import create_scheduler
+from multitask_mnist.training.run_dir import NonFiniteLossError, RunDir, agree
+from multitask_mnist.training.task import TrainingTask, method_for
 
 __all__ = ["NonFiniteLossError", "Prediction", "Trainer"]
 
 logger = logging.getLogger(__name__)
-
-# How often (in steps) the hot loop looks at its non-finite-loss flag and, under
-# torchrun, agrees on a received signal: one sync per this many steps.
-_CHECK_EVERY = 16
-# Settings that may be an object instead of a name; the config then says "custom".
-_OBJECT_SETTINGS = ("optimizer", "scheduler", "method")
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with its paths as text, as the run's JSON and YAML records hold it."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
-def _prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
-    return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
 class Trainer:
@@ -164,35 +131,25 @@ class Trainer:
             run_config, config = {**config, **(run_config or {})}, None
         if config is not None and not isinstance(config, TrainerConfig):
             raise InvalidTypeError(f"Expected `config` to be a TrainerConfig, got {config!r}")
-        objects = {
-            k: settings.pop(k) for k in _OBJECT_SETTINGS if not isinstance(settings.get(k, ""), str)
-        }
-        self.settings = (config or TrainerConfig()).replace(
-            **settings, **{name: CUSTOM for name in objects}
-        )
-        self.run_config = {key: _plain(value) for key, value in (run_config or {}).items()}
-        self.device = distributed.setup(_runtime.resolve_device(self.settings.device))
-        self.autocast_dtype = _runtime.resolve_precision(self.settings.precision, self.device)
-        self.autocast: _runtime.Autocast = functools.partial(
-            _runtime.autocast, self.device, self.autocast_dtype
-        )
-        self.channels_last = (
-            self.device.type in ("cpu", "cuda")
-            if self.settings.channels_last is None
-            else self.settings.channels_last
-        )
-        self.keep_freed_memory = self.settings.keep_freed_memory and allocator.keep_freed_memory()
+        self.settings, objects = with_objects(config, settings)
+        self.run_config = plain(dict(run_config or {}))
+        runtime = _runtime.resolve_runtime(self.settings)
+        self.device, self.autocast_dtype = runtime.device, runtime.autocast_dtype
+        self.autocast, self.channels_last = runtime.autocast, runtime.channels_last
+        self.keep_freed_memory = runtime.keep_freed_memory
         self.optimizer_spec = objects.get("optimizer", self.settings.optimizer)
         self.scheduler_spec = objects.get("scheduler", self.settings.scheduler)
         loss = loss if loss is not None else WeightedMultiLoss()
-        method = self._method(objects.get("method", self.settings.method), loss, model)
+        method = method_for(objects.get("method", self.settings.method), loss, model)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         task = TrainingTask(model, loss, method)
+        task.check_values = False  # the batches' values are checked on the host
         self.task: TrainingTask = task.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         self.callbacks = resolve_callbacks(callbacks, self.settings.progress)
         self._batches = Batches(
             model.tasks,
             self.device,
+            inputs=model.inputs,
             channels_last=self.channels_last,
             num_workers=self.settings.num_workers,
         )
@@ -215,36 +172,22 @@ class Trainer:
             return getattr(self.settings, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    @staticmethod
-    def _method(spec: Any, loss: WeightedMultiLoss, model: MultiTaskNet) -> Method:
-        """The run's method: ``spec``, or the deprecated strategy of the loss."""
-        if loss.strategy != "fixed":
-            if not (isinstance(spec, str) and spec == "none"):
-                raise InvalidValueError(
-                    f"Give one method: Trainer(method=...) got {spec!r} and the loss the "
-                    f"deprecated WeightedMultiLoss(strategy={loss._strategy_name()!r}); "
-                    "drop the strategy"
-                )
-            strategy = loss.strategy
-            spec = strategy
-            if strategy == "dwa":
-                spec = DynamicWeightAverage(len(model.tasks), loss.temperature)
-            loss.strategy = "fixed"  # the method applies it from here on
-        return create_method(spec, len(model.tasks))
-
     @classmethod
     def get_default_config(cls) -> dict[str, Any]:
-        """The default of every setting: :class:`~multitask_mnist.training.TrainerConfig`'s,
-        the one place the defaults live, which the command line and the examples read.
-
-        Returns:
-            ``{name: default}`` for every setting.
+        """Deprecated, gone in 0.3: ``TrainerConfig().to_dict()``, the defaults' one place.
 
         Example:
-            >>> defaults = Trainer.get_default_config()
-            >>> defaults["epochs"], defaults["lr"], defaults["precision"]
-            (10, 0.003, 'auto')
+            >>> import warnings
+            >>> with warnings.catch_warnings(record=True):
+            ...     Trainer.get_default_config()["epochs"]
+            10
         """
+        warnings.warn(
+            "Trainer.get_default_config() is deprecated and goes in 0.3: use "
+            "TrainerConfig().to_dict()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return TrainerConfig().to_dict()
 
     @property
@@ -371,159 +314,9 @@ class Trainer:
             TrainingInterrupted: SIGTERM or SIGINT arrived; ``last.pt`` holds the run.
         """
         try:
-            return self._fit(train_data, val_data, resume)
+            return FitLoop(self).run(train_data, val_data, resume)
         finally:  # also after an error or a signal: a caller may go on to other work
             self._release_memory()
-
-    def _fit(
-        self, train_data: Dataset[Any], val_data: Dataset[Any] | None, resume_run: bool
-    ) -> History:
-        if resume_run and self.output_dir is None:
-            raise InvalidValueError("`resume=True` needs `output_dir`, where the checkpoints are")
-        if len(train_data) == 0:  # type: ignore[arg-type]
-            raise InvalidValueError("Expected `train_data` to hold at least one sample, got 0")
-        self._run_dir.claim()
-        shard = math.ceil(len(train_data) / distributed.world_size())  # type: ignore[arg-type]
-        self.steps_per_epoch = math.ceil(shard / self.batch_size)
-        _runtime.seed_everything(self.seed)
-        groups = param_groups(
-            self.task, lr=self.lr, fast=self.model.fast_modules(), fast_lr_scale=self.head_lr_scale
-        )
-        self.optimizer = create_optimizer(
-            groups, self.optimizer_spec, lr=self.lr, weight_decay=self.weight_decay
-        )
-        self.scheduler = self.new_schedule(self.epochs)
-        self.history, self._stop_reason, self.train_time = History(), None, 0.0
-        self.method.diagnostics.epoch(())  # a fresh fit: no sums of an earlier one
-        self.epoch, self.step, self.epoch_state = 0, 0, None
-        last = self.checkpoint_path()
-        if resume_run and last is not None:
-            resume.restore(self, last)
-        distributed.broadcast_module(self.task)  # every process starts from rank 0's state
-        with catch_signals() as signals:
-            guard = StepGuard(signals, self.device, _CHECK_EVERY, self._divergence_hint)
-            self.fire("on_fit_start")
-            epochs = range(self.epoch + 1, self.epochs + 1) if self.stop_reason is None else ()
-            for epoch in epochs:
-                metrics = self._train_epoch(train_data, epoch, guard)
-                if val_data is not None:
-                    metrics |= _prefixed("val_", self._evaluate(val_data)[0])
-                self._end_epoch(epoch, metrics)
-                if self.stop_reason is not None:
-                    logger.info("Stopping early after epoch %d: %s", epoch, self.stop_reason)
-                    break
-            # A signal after the last check (in a last validation or the epoch's writes)
-            # still stops the run: the checkpoint on disk is complete.
-            late = guard.check(due=True, where=f"epoch {self.epoch}")
-            if late is not None:
-                raise TrainingInterrupted(
-                    f"Stopped by {signal.Signals(late).name} after epoch {self.epoch}, the "
-                    f"last one; {self._resume_hint()}",
-                    late,
-                )
-        self.history.stop_reason = self.stop_reason
-        self.fire("on_fit_end", self.history)
-        return self.history
-
-    def _train_epoch(self, data: Dataset[Any], epoch: int, guard: StepGuard) -> dict[str, float]:
-        tic = time.perf_counter()
-        self.task.train()
-        set_epoch(data, epoch - 1)
-        self.rng_states = []  # gathered again where the run is saved next
-        if self.epoch_state is None:  # a new epoch, not one resumed inside
-            self.fire("on_epoch_start", epoch)
-            weights = {f"weight_{task}": w for task, w in self.method.task_weights().items()}
-            lr = float(self.optimization()[1].get_last_lr()[0])
-            self.epoch_state = resume.EpochState(
-                {"epoch": epoch, "lr": lr, **weights}, self.new_metrics(), 0.0
-            )
-        state = self.epoch_state
-        optimizer, scheduler = self.optimization()
-        order = self._batches.epoch_order(data, self.seed, epoch)[self.step * self.batch_size :]
-        probe = self._probe()
-        guard.start_epoch()
-        batches = self._batches(data, self.batch_size, order, seed=epoch_seed(self.seed, epoch))
-        for step, batch in enumerate(batches, self.step):
-            wanted = any(
-                cb.wants_gradient_probe(self, epoch, step) for cb in self.callbacks.values()
-            )
-            out = train_step(
-                self.task,
-                batch,
-                optimizer,
-                scheduler,
-                autocast=self.autocast,
-                grad_clip=self.grad_clip,
-                probe=probe if wanted else None,
-            )
-            state.totals.update(
-                out.predictions, out.targets, out.masks, losses=out.losses, total=out.total
-            )
-            self.step = step + 1
-            total = out.total.detach()
-            self.fire("on_batch_end", epoch, step, total)
-            due = guard.due(self.step, self.steps_per_epoch)
-            received = guard.after_step(total, step, due, f"epoch {epoch}")
-            if received is not None:
-                self._interrupt(epoch, received, state, tic)
-        self.task.on_train_epoch_end()
-        self.epoch_state = None
-        time_s = state.elapsed_s + time.perf_counter() - tic
-        self.train_time += time_s
-        train = _prefixed("train_", state.totals.compute())
-        gradients = self.method.diagnostics.epoch(self.model.task_names)
-        return state.metrics | train | gradients | self.model.diagnostics() | {"time_s": time_s}
-
-    def _probe(self) -> GradientProbe | None:
-        """A probe of the tasks' gradients on the shared parameters, for the steps a
-        callback asks for; none where the method measures them itself."""
-        if isinstance(self.method, GradientAggregation):
-            return None
-        shared, _ = split_parameters(self.model)
-        return GradientProbe(shared, self.method.diagnostics) if shared else None
-
-    def _divergence_hint(self) -> str:
-        last = self.checkpoint_path()
-        kept = f"; the last good checkpoint is {last}" if last is not None and last.exists() else ""
-        return f"try a lower learning rate (lr={self.lr:g}) or grad_clip{kept}"
-
-    def _interrupt(
-        self, epoch: int, signal_number: int, state: resume.EpochState, tic: float
-    ) -> None:
-        """Save the run mid-epoch through the callbacks, then raise TrainingInterrupted."""
-        elapsed = state.elapsed_s + time.perf_counter() - tic
-        per_rank = distributed.all_gather_object(resume.own_epoch_state(self, state))
-        self.epoch_state = state._replace(elapsed_s=elapsed, per_rank=per_rank)
-        self._gather_rng()
-        self.fire_on_all("on_train_interrupted", epoch, self.step)
-        where = f"epoch {epoch}, step {self.step} of {self.steps_per_epoch}"
-        name = signal.Signals(signal_number).name
-        raise TrainingInterrupted(
-            f"Stopped by {name} at {where}; {self._resume_hint()}", signal_number
-        )
-
-    def _resume_hint(self) -> str:
-        last = self.checkpoint_path()
-        if last is not None:
-            return (
-                f"saved {last}; resume with fit(resume=True) (on the command line: the same "
-                "command with --resume)"
-            )
-        return "nothing was saved (no output_dir or no model_checkpoint callback)"
-
-    def _gather_rng(self) -> None:
-        """Every process's RNG states, for the checkpoint (each process draws its own)."""
-        self.rng_states = distributed.all_gather_object(resume.to_cpu(_runtime.get_rng_state()))
-
-    def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.epoch, self.step = epoch, 0
-        self.history.epochs.append(metrics)
-        self._gather_rng()
-        self.fire_on_all("on_epoch_end", epoch, metrics)
-        # A callback may stop the run on one process only: every process stops with it.
-        stopped = torch.tensor(int(self.stop_reason is not None), device=self.device)
-        if int(distributed.all_reduce_max(stopped)) and self.stop_reason is None:
-            self.stop("a callback on another process stopped the run")
 
     def optimization(self) -> tuple[Optimizer, LRScheduler]:
         """The optimizer and schedule of the current fit.

@@ -136,3 +136,12 @@ def test_missing_digit_labels_give_the_mean_over_the_labelled_ones() -> None:
     none = _loss()(out, {"digit": torch.full((6,), MISSING), "sum": sums.long()}).parts
     (grad,) = torch.autograd.grad(none["digit"], logits)
     assert float(none["digit"].detach()) == 0.0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+def test_a_name_that_moved_to_methods_says_where() -> None:
+    import multitask_mnist.losses as losses
+
+    with pytest.raises(AttributeError, match=r"use multitask_mnist\.methods\.Scalarization"):
+        losses.LossWeighting  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        losses.nothing  # noqa: B018

@@ -211,6 +211,19 @@ def test_bad_inputs_get_errors_naming_them(
 ) -> None:
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         NETS["argmax"](image, number)
+    if "hold" not in message and "finite" not in message:  # types and shapes: always
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            NETS["argmax"](image, number, check_values=False)
+
+
+def test_check_values_false_leaves_the_values_to_the_caller() -> None:
+    """The Trainer checks values on the host before a batch moves; the forward pass
+    then checks types and shapes only, and never waits for the device."""
+    net = NETS["argmax"]
+    out = net(GOOD_IMAGE, torch.tensor([1, 10]), check_values=False)
+    assert out["sum"].shape == (2,)
+    with pytest.raises(ValueError, match="got 10"):
+        net(GOOD_IMAGE, torch.tensor([1, 10]))
 
 
 def test_trunk_and_head_widths_must_agree() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +17,15 @@ from multitask_mnist.training import (
     Callback,
     EarlyStopping,
     ModelCheckpoint,
+    ProgressBar,
     Trainer,
     load_checkpoint,
 )
 from tests.conftest import SyntheticDigits
+from tests.training import (
+    make_data,
+    make_trainer,
+)
 
 
 def _data(n: int = 256, seed: int = 0) -> AugmentedDigitDataset:
@@ -164,3 +173,44 @@ def test_the_loss_plot_draws_each_step_on_whole_epoch_ticks(
     for figure in figures:
         ticks = [t for t in figure.axes[0].get_xticks() if 0 <= t <= 1]
         assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_files_written(tmp_path: Path) -> None:
+    trainer = make_trainer(output_dir=tmp_path, run_config={"preset": "mnist_sum"})
+    trainer.fit(make_data(), make_data(128, seed=1))
+    test = trainer.test(make_data(128, seed=2))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test_digit_accuracy", "test_sum_accuracy", "test_joint_accuracy", "test_sum_mae"):
+        assert metrics[key] == pytest.approx(test[key.removeprefix("test_")])
+    assert metrics["wall_time_s"] > 0
+    assert metrics["config"]["preset"] == "mnist_sum" and metrics["config"]["epochs"] == 2
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+    assert {"train_loss", "train_digit_accuracy", "val_sum_accuracy"} <= set(metrics["epochs"][0])
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and "val_loss" in rows[0]
+    for name in ("loss.png", "accuracy.png", "confusion_matrix.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_epoch_lines_in_the_original_format(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="multitask_mnist"):
+        make_trainer().fit(make_data())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch")]
+    pattern = (
+        r"^Epoch: \d+, loss: \d+\.\d{4}, Classification Acc: \d+\.\d{2}, Addition Acc: \d+\.\d{2}$"
+    )
+    assert len(lines) == 2 and all(re.match(pattern, line) for line in lines), lines
+    assert lines[0].startswith("Epoch: 1,") and lines[1].startswith("Epoch: 2,")
+
+
+def test_progress_bar_only_on_a_terminal_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    monkeypatch.delenv("CI", raising=False)
+    assert ProgressBar.enabled()
+    assert "progress_bar" in make_trainer(progress=True).callbacks
+    assert "progress_bar" not in make_trainer(progress=False).callbacks
+    monkeypatch.setenv("CI", "true")
+    assert not ProgressBar.enabled()
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    assert not ProgressBar.enabled()

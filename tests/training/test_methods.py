@@ -12,12 +12,7 @@ from multitask_mnist import AugmentedDigitDataset, WeightedMultiLoss, presets
 from multitask_mnist.methods import METHODS
 from multitask_mnist.training import Callback, Trainer
 from tests.conftest import SyntheticDigits
-from tests.training.test_trainer import (
-    Recorder,
-    _assert_same_weights,
-    _three_task_net,
-    _three_tasks,
-)
+from tests.training import Recorder, assert_same_weights, three_task_net, three_tasks
 
 
 def _data(n: int = 512) -> AugmentedDigitDataset:
@@ -97,10 +92,10 @@ def test_unknown_method_is_refused() -> None:
 def test_a_task_without_labels_in_every_batch_gives_a_zero_row_and_no_nan() -> None:
     from multitask_mnist.data import WithFields
 
-    data = WithFields(_three_tasks(256), larger=lambda s: torch.full_like(s["digit"], -1))
+    data = WithFields(three_tasks(256), larger=lambda s: torch.full_like(s["digit"], -1))
     torch.manual_seed(0)
     trainer = Trainer(
-        _three_task_net("expectation"),
+        three_task_net("expectation"),
         method="upgrad",
         epochs=1,
         batch_size=64,
@@ -126,7 +121,7 @@ def test_a_run_with_a_method_resumes_exactly(tmp_path: Path, method: str) -> Non
     resumed.fit(_data(256), resume=True)
     straight = _trainer(method=method, epochs=3)
     straight.fit(_data(256))
-    _assert_same_weights(resumed.task, straight.task)
+    assert_same_weights(resumed.task, straight.task)
     if method == "nash_mtl":  # its step count and last weights came back too
         ours, theirs = (t.method.aggregator.weighting for t in (resumed, straight))
         assert ours.step == theirs.step == 12

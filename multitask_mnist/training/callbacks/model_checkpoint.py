@@ -28,7 +28,7 @@ class ModelCheckpoint(Callback):
     When a signal interrupts training, ``last.pt`` is written mid-epoch, so that
     ``fit(resume=True)`` continues from that very step; the Trainer resumes from
     :meth:`last_path`. Only rank 0 writes; every write is atomic (see
-    :func:`~multitask_mnist.training.save_checkpoint`).
+    :func:`~multitask_mnist.checkpoint.save_checkpoint`).
 
     Args:
         dirpath: The folder; ``None`` means the Trainer's ``output_dir``.
