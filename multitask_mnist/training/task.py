@@ -113,6 +113,14 @@ class TrainingTask(nn.Module):
         #: the host); the Trainer checks them on the host before a batch moves, and
         #: turns this off.
         self.check_values = True
+        self._parameters_read: list[nn.Parameter] = list(self.parameters())
+
+    def train(self, mode: bool = True) -> TrainingTask:
+        """Set training mode, and read the parameters again (a step's
+        :class:`~multitask_mnist.methods.StepOutput` lists the trainable ones without
+        walking the modules at every step)."""
+        self._parameters_read = list(self.parameters())
+        return super().train(mode)
 
     def split(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The model's inputs and the tasks' targets of ``batch``.
@@ -167,7 +175,7 @@ class TrainingTask(nn.Module):
             masks,
             losses,
             total,
-            [p for p in self.parameters() if p.requires_grad],
+            [p for p in self._parameters_read if p.requires_grad],
             shared,
             partial(self.recompute, inputs, targets) if "second_forward" in needs else None,
         )
