@@ -50,7 +50,7 @@ nitpick_ignore = [
         "nn.Module",
         "Tensor",
         "Dataset",
-        "multitask_mnist.presets.Builder",
+        "multitask_mnist.presets.registry.Builder",
         "OptimizerFactory",
         "SchedulerFactory",
         # torch documents these as torch.optim.Optimizer and LRScheduler; autodoc

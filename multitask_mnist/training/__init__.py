@@ -13,16 +13,16 @@ below.
 """
 
 from multitask_mnist import distributed  # noqa: F401 - the old path, kept for 0.2 (moved up a layer)
-from multitask_mnist.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    TrainingState,
-    load_checkpoint,
-    load_model_state,
-    prepare_output_dir,
-    save_checkpoint,
-    write_text_atomic,
-)
+
+# The checkpoint format moved a layer down in 0.2; its names stay importable from here.
+from multitask_mnist.checkpoint import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+from multitask_mnist.checkpoint import CheckpointError as CheckpointError
+from multitask_mnist.checkpoint import TrainingState as TrainingState
+from multitask_mnist.checkpoint import load_checkpoint as load_checkpoint
+from multitask_mnist.checkpoint import load_model_state as load_model_state
+from multitask_mnist.checkpoint import prepare_output_dir as prepare_output_dir
+from multitask_mnist.checkpoint import save_checkpoint as save_checkpoint
+from multitask_mnist.checkpoint import write_text_atomic as write_text_atomic
 from multitask_mnist.methods import StepOutput
 from multitask_mnist.training._runtime import PRECISIONS, seed_everything
 from multitask_mnist.training.callbacks import (
@@ -59,13 +59,11 @@ from multitask_mnist.training.trainer import Trainer
 
 __all__ = [
     "BEST_CHECKPOINT",
-    "CHECKPOINT_FORMAT",
     "LAST_CHECKPOINT",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULERS",
     "Callback",
-    "CheckpointError",
     "EarlyStopping",
     "EpochLog",
     "GradientConflict",
@@ -81,19 +79,13 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "TrainingInterrupted",
-    "TrainingState",
     "TrainingTask",
     "create_optimizer",
     "create_scheduler",
     "default_callbacks",
-    "load_checkpoint",
-    "load_model_state",
     "param_groups",
-    "prepare_output_dir",
     "run_settings",
-    "save_checkpoint",
     "seed_everything",
     "train_step",
     "update_metrics_file",
-    "write_text_atomic",
 ]

@@ -22,6 +22,7 @@ from multitask_mnist.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
+from multitask_mnist.methods import method_name
 from multitask_mnist.tasks import TaskMetrics
 from multitask_mnist.training import _runtime
 from multitask_mnist.training.history import History
@@ -29,7 +30,7 @@ from multitask_mnist.training.history import History
 if TYPE_CHECKING:
     from multitask_mnist.training.trainer import Trainer
 
-__all__ = ["EpochState", "dump", "restore", "to_cpu"]
+__all__ = ["EpochState", "dump", "restore", "run_record", "to_cpu"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,32 @@ def to_cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(to_cpu(v) for v in value)
     return value
+
+
+def run_record(trainer: Trainer) -> dict[str, Any]:
+    """What a run records of itself (:attr:`Trainer.config
+    <multitask_mnist.training.Trainer.config>`): the settings with objects by name, the
+    device and autocast as resolved, the fixed task weights, the preset, and the
+    program's ``run_config``."""
+
+    def name(spec: object) -> str:
+        return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+
+    preset = trainer.model.preset
+    dtype = trainer.autocast_dtype
+    return {
+        **trainer.settings.to_dict(),
+        "optimizer": name(trainer.optimizer_spec),
+        "scheduler": name(trainer.scheduler_spec),
+        "method": method_name(trainer.method),
+        "device": str(trainer.device),
+        "autocast": str(dtype).removeprefix("torch.") if dtype else "float32",
+        "channels_last": trainer.channels_last,
+        "keep_freed_memory": trainer.keep_freed_memory,
+        "loss_weights": dict(trainer.loss.weights),
+        "preset": preset["name"] if preset is not None else None,
+        **trainer.run_config,
+    }
 
 
 def own_epoch_state(trainer: Trainer, state: EpochState) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from multitask_mnist.checkpoint import TrainingState
 from multitask_mnist.errors import InvalidTypeError
 from multitask_mnist.losses import WeightedMultiLoss
-from multitask_mnist.methods import Method, method_name
+from multitask_mnist.methods import Method
 from multitask_mnist.models import MultiTaskNet
 from multitask_mnist.tasks import TaskMetrics
 from multitask_mnist.training import _runtime, allocator, resume
@@ -74,12 +74,6 @@ class Trainer:
     ``epoch_log``, ``model_checkpoint``, ``run_files``). Pass a callback with the same
     name to replace one, the pair ``(name, None)`` to remove one; other callbacks run
     after the reporting ones and before the saving ones.
-
-    SIGTERM or SIGINT during :meth:`fit` finishes the current batch (under torchrun,
-    the batches up to the next point where the processes agree, at most 16), writes a
-    mid-epoch ``last.pt`` (through ``model_checkpoint``) and raises
-    :class:`~multitask_mnist.training.TrainingInterrupted`; ``fit(resume=True)``
-    continues from that very batch.
 
     Args:
         model: The network; moved to ``device``.
@@ -178,9 +172,11 @@ class Trainer:
 
         Example:
             >>> import warnings
-            >>> with warnings.catch_warnings(record=True):
-            ...     Trainer.get_default_config()["epochs"]
-            10
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     warnings.simplefilter("always")
+            ...     epochs = Trainer.get_default_config()["epochs"]
+            >>> epochs, caught[0].category.__name__
+            (10, 'DeprecationWarning')
         """
         warnings.warn(
             "Trainer.get_default_config() is deprecated and goes in 0.3: use "
@@ -212,29 +208,10 @@ class Trainer:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run's configuration as plain values, stored in checkpoints, ``metrics.json``
-        and ``config.yaml``: the settings (objects by name), the device and autocast as
-        resolved, the fixed task weights, the preset, and ``run_config``."""
-
-        def name(spec: object) -> str:
-            return spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
-
-        preset = self.model.preset
-        return {
-            **self.settings.to_dict(),
-            "optimizer": name(self.optimizer_spec),
-            "scheduler": name(self.scheduler_spec),
-            "method": method_name(self.method),
-            "device": str(self.device),
-            "autocast": str(self.autocast_dtype).removeprefix("torch.")
-            if self.autocast_dtype
-            else "float32",
-            "channels_last": self.channels_last,
-            "keep_freed_memory": self.keep_freed_memory,
-            "loss_weights": dict(self.loss.weights),
-            "preset": preset["name"] if preset is not None else None,
-            **self.run_config,
-        }
+        """The run's record, stored in checkpoints and ``metrics.json``: the settings
+        (objects by name), the device and autocast as resolved, the fixed task weights,
+        the preset, and ``run_config``."""
+        return resume.run_record(self)
 
     def gradient_diagnostics(self) -> dict[str, float]:
         """The last measured step's task gradients (every step of a gradient method; the
@@ -311,7 +288,10 @@ class Trainer:
             NonFiniteLossError: The loss became NaN or infinite.
             CheckpointError: A checkpoint could not be written or read.
             OutputDirLockedError: Another live run uses ``output_dir``.
-            TrainingInterrupted: SIGTERM or SIGINT arrived; ``last.pt`` holds the run.
+            TrainingInterrupted: SIGTERM or SIGINT arrived: the current batch finished
+                (under torchrun, the batches up to the next point where the processes
+                agree, at most 16), ``model_checkpoint`` wrote a mid-epoch ``last.pt``,
+                and ``fit(resume=True)`` continues from that very batch.
         """
         try:
             return FitLoop(self).run(train_data, val_data, resume)

@@ -1,9 +1,5 @@
-"""Named, ready-made networks, and a small registry to find them by name.
-
-``presets.mnist_sum()`` is the documented network, layer for layer. Builders take
-keyword arguments only; an argument that contradicts a value the preset pins
-raises instead of being silently applied.
-"""
+"""The preset registry: builders by name, their arguments checked against their
+annotations, and networks rebuilt from a checkpoint's record of their preset."""
 
 from __future__ import annotations
 
@@ -14,13 +10,12 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 import torch
-from torch import nn
 
 from multitask_mnist.checkpoint import (
     CheckpointError,
@@ -30,67 +25,24 @@ from multitask_mnist.checkpoint import (
 )
 from multitask_mnist.errors import InvalidTypeError, InvalidValueError, MultitaskMnistError
 from multitask_mnist.models import (
-    Block,
-    Conv,
-    ConvTrunk,
-    Fusion,
-    Input,
-    LayerSpec,
-    MaxPool,
-    MultiLeNetEncoder,
-    MultiLeNetHead,
     MultiTaskNet,
-    PerImage,
     PresetRecord,
-    SumOfNumbers,
-    digit_sum_net,
 )
-from multitask_mnist.models import ScalarFusionHead as _Head
-from multitask_mnist.tasks import Task
 
 __all__ = [
-    "MAX_ADDITION_DIGITS",
-    "MNIST_SUM_BN_LAYERS",
-    "MNIST_SUM_LAYERS",
-    "NUMBER_LIMIT",
+    "Builder",
     "Range",
     "describe",
     "from_checkpoint",
     "from_record",
     "get",
-    "mnist_addition",
-    "mnist_sum",
-    "mnist_sum_bn",
-    "multi_mnist_lenet",
     "names",
+    "pin",
     "register",
 ]
 
-#: The largest magnitude of a number the digit + sum presets add (``number_range``).
-NUMBER_LIMIT = 10**6
-#: The most digits per number ``mnist_addition`` builds: its exact sum head holds a
-#: class for every possible sum, ``2 * 10 ** N - 1`` of them.
-MAX_ADDITION_DIGITS = 4
-
 Builder = TypeVar("Builder", bound=Callable[..., MultiTaskNet])
 _REGISTRY: dict[str, Callable[..., MultiTaskNet]] = {}
-
-#: The documented trunk, nine layers from 28x28 down to 10 channels at 1x1.
-MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
-    Conv("input1", 16, 3),
-    Conv("conv1", 32, 3),
-    Conv("conv2", 64, 3),
-    MaxPool("pool", 2, 2),
-    Conv("oneconv1", 16, 1),
-    Conv("conv3", 32, 3),
-    Conv("conv4", 64, 3),
-    Conv("conv5", 64, 3),
-    Conv("conv6", 10, 5),
-)
-
-#: The stronger trunk, the documented layers with a 3x3 ``conv6`` leaving 3x3 maps,
-#: which global average pooling reduces to the logits.
-MNIST_SUM_BN_LAYERS: tuple[LayerSpec, ...] = (*MNIST_SUM_LAYERS[:-1], Conv("conv6", 10, 3))
 
 
 @dataclass(frozen=True)
@@ -225,15 +177,13 @@ def register(name: str) -> Callable[[Builder], Builder]:
         ValueError: ``name`` is already registered.
 
     Example:
-        >>> @register("tiny_sum")
-        ... def tiny_sum(**kwargs):
-        ...     '''Two layers: a quick smoke-test network.'''
-        ...     return _multitask_net(
-        ...         (Conv("c1", 8, 3), MaxPool("pool", 2), Conv("out", 10, 13)),
-        ...         hidden=(5,), fusion="argmax", number_range=(0, 9), act_layer=nn.ReLU)
-        >>> describe("tiny_sum")
-        'Two layers: a quick smoke-test network.'
-        >>> _ = _REGISTRY.pop("tiny_sum")
+        >>> @register("expectation_sum")
+        ... def expectation_sum():
+        ...     '''The documented network with a differentiable fusion.'''
+        ...     return get("mnist_sum", fusion="expectation")
+        >>> describe("expectation_sum"), get("expectation_sum").preset["name"]
+        ('The documented network with a differentiable fusion.', 'expectation_sum')
+        >>> _ = _REGISTRY.pop("expectation_sum")
     """
 
     def decorator(builder: Builder) -> Builder:
@@ -419,8 +369,21 @@ def _lookup(name: str) -> Callable[..., MultiTaskNet]:
     return _REGISTRY[name]
 
 
-def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
-    """Refuse overrides the preset cannot honour: unknown names, or other values for pinned ones."""
+def pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
+    """Refuse overrides a builder cannot honour: unknown names, or other values for the
+    ones it pins (a builder's ``**pinned`` arguments).
+
+    Raises:
+        TypeError: An argument the builder does not take.
+        ValueError: Another value for a pinned argument.
+
+    Example:
+        >>> pin("mnist_sum", {"hidden": [5, 5]}, hidden=(5, 5))
+        >>> pin("mnist_sum", {"hidden": (8,)}, hidden=(5, 5))
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.errors.InvalidValueError: Preset 'mnist_sum' pins hidden=(5, 5); ...
+    """
     unknown = sorted(set(overrides) - set(pinned))
     if unknown:
         raise InvalidTypeError(
@@ -437,231 +400,3 @@ def _pin(preset: str, overrides: dict[str, Any], **pinned: Any) -> None:
 def _as_tuples(value: Any) -> Any:
     """``value`` with every list made a tuple (JSON reads tuples back as lists)."""
     return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else value
-
-
-def _multitask_net(
-    layers: Sequence[LayerSpec],
-    *,
-    hidden: Sequence[int],
-    fusion: Fusion,
-    number_range: tuple[int, int],
-    act_layer: Callable[[], nn.Module],
-    norm_layer: Callable[[int], nn.Module] | None = None,
-    drop_layer: Callable[[], nn.Module] | None = None,
-    global_pool: bool = False,
-) -> MultiTaskNet:
-    trunk = ConvTrunk(
-        layers,
-        act_layer=act_layer,
-        norm_layer=norm_layer,
-        drop_layer=drop_layer,
-        global_pool=global_pool,
-    )
-    head = _Head(trunk.out_features, hidden=hidden, fusion=fusion, side_range=number_range)
-    return digit_sum_net(trunk, head)
-
-
-@register("mnist_sum")
-def mnist_sum(
-    *,
-    fusion: Fusion = "argmax",
-    act_layer: Callable[[], nn.Module] = nn.ReLU,
-    number_range: tuple[
-        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
-        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
-    ] = (0, 9),
-    **pinned: Any,
-) -> MultiTaskNet:
-    """The documented network: nine conv/pool layers and a three-layer linear adder.
-
-    Trunk: ``input1`` Conv2d(1, 16, 3), ``conv1`` Conv2d(16, 32, 3), ``conv2``
-    Conv2d(32, 64, 3), ``pool`` MaxPool2d(2, 2), ``oneconv1`` Conv2d(64, 16, 1),
-    ``conv3`` Conv2d(16, 32, 3), ``conv4`` Conv2d(32, 64, 3), ``conv5``
-    Conv2d(64, 64, 3), ``conv6`` Conv2d(64, 10, 5), ReLU after each but the last.
-    Head: ``input2`` Linear(2, 5), ``layer1`` Linear(5, 5), ``out2`` Linear(5, 1),
-    no activation. 100,461 parameters.
-
-    The default fusion is ``"argmax"``: its trunk learns from the digit loss alone,
-    and it measured best of the three modes in two epochs (see the docs' Concepts
-    page); with the exact adder the differentiable modes come within half a point.
-
-    Args:
-        fusion: How the digit logits become the digit estimate the head adds
-            (see :class:`~multitask_mnist.models.ScalarFusionHead`).
-        act_layer: Activation after each convolution but the last.
-        number_range: ``(low, high)`` of the second input.
-        **pinned: ``num_classes=10``, ``in_channels=1``, ``hidden=(5, 5)``,
-            ``norm_layer=None``, ``drop_layer=None``, ``global_pool=False`` are
-            accepted only with these values.
-
-    Returns:
-        The network, freshly initialized.
-
-    Raises:
-        ValueError: A pinned argument with another value, or an unknown ``fusion``.
-        TypeError: An argument the preset does not take.
-
-    Example:
-        >>> net = mnist_sum()
-        >>> sum(p.numel() for p in net.parameters())
-        100461
-    """
-    _pin(
-        "mnist_sum",
-        pinned,
-        num_classes=10,
-        in_channels=1,
-        hidden=(5, 5),
-        norm_layer=None,
-        drop_layer=None,
-        global_pool=False,
-    )
-    return _multitask_net(
-        MNIST_SUM_LAYERS,
-        hidden=(5, 5),
-        fusion=fusion,
-        number_range=number_range,
-        act_layer=act_layer,
-    )
-
-
-@register("mnist_sum_bn")
-def mnist_sum_bn(
-    *,
-    fusion: Fusion = "argmax",
-    act_layer: Callable[[], nn.Module] = nn.ReLU,
-    number_range: tuple[
-        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
-        Annotated[int, Range(-NUMBER_LIMIT, NUMBER_LIMIT)],
-    ] = (0, 9),
-    dropout: Annotated[float, Range(0, 1, include_high=False)] = 0.05,
-    **pinned: Any,
-) -> MultiTaskNet:
-    """A stronger network: batch normalization, dropout and global average pooling.
-
-    The documented trunk with batch normalization after every convolution but the
-    last, channel dropout after every activation, and a 3x3 ``conv6`` whose maps
-    are averaged into the logits; the same fusion head. 90,509 parameters, about
-    the documented network's budget.
-
-    Args:
-        fusion: How the digit logits become the digit estimate the head adds.
-        act_layer: Activation after each convolution but the last.
-        number_range: ``(low, high)`` of the second input.
-        dropout: Probability of :class:`~torch.nn.Dropout2d` after each activation.
-        **pinned: ``num_classes=10``, ``in_channels=1``, ``hidden=(5, 5)``,
-            ``global_pool=True`` are accepted only with these values.
-
-    Returns:
-        The network, freshly initialized.
-
-    Raises:
-        ValueError: A pinned argument with another value, an unknown ``fusion``, or
-            ``dropout`` outside [0, 1).
-        TypeError: An argument the preset does not take.
-
-    Example:
-        >>> net = mnist_sum_bn()
-        >>> sum(p.numel() for p in net.parameters())
-        90509
-    """
-    _pin("mnist_sum_bn", pinned, num_classes=10, in_channels=1, hidden=(5, 5), global_pool=True)
-    return _multitask_net(
-        MNIST_SUM_BN_LAYERS,
-        hidden=(5, 5),
-        fusion=fusion,
-        number_range=number_range,
-        act_layer=act_layer,
-        norm_layer=nn.BatchNorm2d,
-        drop_layer=functools.partial(nn.Dropout2d, dropout) if dropout else None,
-        global_pool=True,
-    )
-
-
-@register("multi_mnist_lenet")
-def multi_mnist_lenet(
-    *, dropout: Annotated[float, Range(0, 1, include_high=False)] = 0.5, **pinned: Any
-) -> MultiTaskNet:
-    """MultiLeNet for MultiMNIST (Sener and Koltun, 2018): a shared encoder, two heads.
-
-    Input ``image`` ``(1, 28, 28)``; tasks ``left`` and ``right``, the two overlaid
-    digits (10 classes each). Encoder (``encoder``, shared): Conv2d(1, 10, 5), max-pool,
-    ReLU, Conv2d(10, 20, 5), Dropout2d, max-pool, ReLU, Linear(320, 50), ReLU. Each
-    head (``left``, ``right``): Linear(50, 50), ReLU, Dropout, Linear(50, 10). 27,450
-    parameters.
-
-    Args:
-        dropout: The dropout probability of the encoder and the heads.
-        **pinned: ``num_classes=10`` is accepted only with this value.
-
-    Returns:
-        The network, freshly initialized.
-
-    Raises:
-        ValueError: ``dropout`` outside [0, 1), or a pinned argument with another value.
-        TypeError: An argument the preset does not take.
-
-    Example:
-        >>> net = multi_mnist_lenet()
-        >>> net.task_names, net.num_parameters()
-        (('left', 'right'), 27450)
-    """
-    _pin("multi_mnist_lenet", pinned, num_classes=10)
-    return MultiTaskNet(
-        {
-            "encoder": Block(MultiLeNetEncoder(dropout), ["image"]),
-            **{
-                side: Block(
-                    MultiLeNetHead(10, dropout),
-                    ["encoder"],
-                    Task(side, "multiclass", num_classes=10),
-                )
-                for side in ("left", "right")
-            },
-        },
-        [Input("image", MultiLeNetEncoder.input_shape)],
-    )
-
-
-@register("mnist_addition")
-def mnist_addition(
-    *, digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1, **pinned: Any
-) -> MultiTaskNet:
-    """MNIST-addition: the documented trunk reads every digit, an exact head adds them.
-
-    Input ``images`` ``(2 N, 1, 28, 28)``: the digits of two ``N``-digit numbers, as
-    :class:`~multitask_mnist.data.MNISTAddition` gives them. Block ``digits`` applies
-    the documented trunk (:data:`MNIST_SUM_LAYERS`, the same weights) to each image;
-    block ``sum`` (:class:`~multitask_mnist.models.SumOfNumbers`) turns the ``2 N``
-    digit distributions into the exact log-distribution of the sum, the logits of the
-    multiclass task ``sum`` (``2 (10 ** N - 1) + 1`` classes), whose cross-entropy is
-    the sum's negative log-likelihood. There is no digit task: the digits are latent
-    and learned from the sums; ``net.get_submodule("digits.classifier")`` is the digit
-    classifier, to evaluate on its own.
-
-    Args:
-        digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
-        **pinned: ``base=10`` is accepted only with this value.
-
-    Returns:
-        The network, freshly initialized.
-
-    Raises:
-        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, or a pinned
-            argument with another value.
-        TypeError: ``digits`` not an int, or an argument the preset does not take.
-
-    Example:
-        >>> net = mnist_addition(digits=2)
-        >>> net.task_names, net.tasks[0].num_classes, net.num_parameters()
-        (('sum',), 199, 100410)
-    """
-    _pin("mnist_addition", pinned, base=10)
-    head = SumOfNumbers(operands=2, digits=digits)
-    return MultiTaskNet(
-        {
-            "digits": Block(PerImage(ConvTrunk(MNIST_SUM_LAYERS)), ["images"]),
-            "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
-        },
-        [Input("images", (2 * digits, 1, 28, 28))],
-    )

@@ -1,37 +1,27 @@
-"""The ``multitask-mnist`` command line: train, evaluate, predict, demo, export, presets.
-
-``train``'s flags come from :class:`~multitask_mnist.training.TrainerConfig` and
-:class:`DigitSumRun`, declared once (:mod:`multitask_mnist.program`); every failure the
-user can cause (a bad flag, a missing file, an unreadable checkpoint, a diverging run)
-ends in one line on stderr and a non-zero exit.
-"""
+"""The digit + sum program behind ``multitask-mnist train``: its settings beside the
+Trainer's (:class:`DigitSumRun`), its data, its callbacks and its report."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonargparse
 import torch
 from torch.utils.data import Subset
 
-from multitask_mnist import distributed, presets, program
+from multitask_mnist import distributed, presets
 from multitask_mnist.data import (
     DATA_ENV_VAR,
     AugmentedDigitDataset,
     default_root,
-    image_to_tensor,
     load_mnist,
 )
 from multitask_mnist.errors import InvalidValueError
-from multitask_mnist.losses import STRATEGIES, WeightedMultiLoss
+from multitask_mnist.losses import WeightedMultiLoss
 from multitask_mnist.models import Fusion, MultiTaskNet
-from multitask_mnist.program import configure_logging
 from multitask_mnist.training import (
     Callback,
     GradientConflict,
@@ -41,11 +31,10 @@ from multitask_mnist.training import (
 )
 
 __all__ = [
+    "TEST_SEED",
     "DigitSumRun",
-    "build_parser",
-    "configure_logging",
     "digit_sum_data",
-    "main",
+    "digit_sum_model",
     "mnist_test_split",
     "print_test_result",
     "train",
@@ -56,13 +45,6 @@ logger = logging.getLogger("multitask_mnist")
 
 #: Seed of the test split's numbers: every run is scored on the same image/number pairs.
 TEST_SEED = 0
-
-#: The formats of ``multitask-mnist export`` (as :data:`multitask_mnist.export.EXPORT_FORMATS`,
-#: without importing the exporter at start-up).
-EXPORT_FORMATS = ("onnx", "safetensors")
-
-#: What ``--checkpoint`` takes, in every command's help.
-_WEIGHTS_HELP = "a checkpoint the Trainer wrote (*.pt) or exported weights (*.safetensors)"
 
 
 @dataclass(frozen=True)
@@ -115,7 +97,7 @@ class DigitSumRun:
             raise InvalidValueError(f"Expected argument `limit` to be >= 1, got {self.limit}")
 
 
-def _data_root(data_dir: Path | None) -> tuple[Path, bool]:
+def data_root(data_dir: Path | None) -> tuple[Path, bool]:
     """The data folder and whether to download into it (only for the ./data default)."""
     if data_dir is not None:
         return data_dir, False
@@ -174,7 +156,7 @@ def digit_sum_data(
         >>> len(train), len(test)  # doctest: +SKIP
         (100, 10000)
     """
-    root, download = _data_root(data_dir)
+    root, download = data_root(data_dir)
     images: Any = load_mnist(root, train=True, download=download)
     if limit is not None:
         images = Subset(images, range(min(limit, len(images))))
@@ -232,7 +214,7 @@ def train(config: TrainerConfig, run: DigitSumRun) -> int:
     """
     torch.manual_seed(config.seed)
     net = presets.get(run.preset, **({} if run.fusion is None else {"fusion": run.fusion}))
-    model = _digit_sum_model(net, run.preset)
+    model = digit_sum_model(net, run.preset)
     loss = WeightedMultiLoss(run.loss_weights)
     trainer = Trainer(
         model, config, loss=loss, callbacks=train_callbacks(run), run_config=asdict(run)
@@ -248,7 +230,7 @@ def train(config: TrainerConfig, run: DigitSumRun) -> int:
     return 0
 
 
-def _digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
+def digit_sum_model(model: MultiTaskNet, preset: str) -> MultiTaskNet:
     """``model``, if it reads an image and a number and predicts the digit and the sum."""
     if model.task_names != ("digit", "sum") or model.input_names != ("image", "number"):
         raise InvalidValueError(
@@ -283,176 +265,3 @@ def print_test_result(metrics: dict[str, float], n: int) -> None:
         f"the sum is right on {metrics['sum_given_digit_accuracy']:.2f}% of the images "
         "whose digit is right"
     )
-
-
-def _evaluate(args: Any) -> int:
-    model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
-    root, download = _data_root(args.data_dir)
-    test_data = mnist_test_split(root, download)
-    trainer = Trainer(model, device=args.device, progress=False)
-    print_test_result(trainer.evaluate(test_data), len(test_data))
-    return 0
-
-
-def _predict(args: Any) -> int:
-    from PIL import Image, UnidentifiedImageError
-
-    model = _digit_sum_model(presets.from_checkpoint(args.checkpoint), str(args.checkpoint))
-    if not args.image.is_file():
-        raise FileNotFoundError(f"Image not found: {args.image}")
-    try:
-        with Image.open(args.image) as picture:
-            image = image_to_tensor(picture, fit=True)
-    except UnidentifiedImageError as error:
-        raise InvalidValueError(f"{args.image} is not an image PIL can read") from error
-    number = model.inputs["number"]
-    low = number.low if number.low is not None else -math.inf
-    high = number.high if number.high is not None else math.inf
-    if not low <= args.number <= high:
-        raise InvalidValueError(f"NUMBER must be in {low:g}..{high:g}, got {args.number}")
-    trainer = Trainer(model, device=args.device, progress=False)
-    prediction = trainer.predict(
-        {"image": image.unsqueeze(0), "number": torch.tensor([args.number])}
-    )
-    print(f"digit: {int(prediction.labels['digit'][0])}, sum: {int(prediction.labels['sum'][0])}")
-    return 0
-
-
-def _demo(args: Any) -> int:
-    from multitask_mnist.demo import check_demo_model, launch_demo  # gradio: only here
-
-    if args.port < 0:
-        raise InvalidValueError(f"Expected argument `port` to be >= 0, got {args.port}")
-    model = presets.from_checkpoint(args.checkpoint)
-    check_demo_model(model)
-    launch_demo(model, host=args.host, port=args.port)
-    return 0
-
-
-def _export(args: Any) -> int:
-    from multitask_mnist.export import export_model  # onnx: only here
-
-    model = presets.from_checkpoint(args.checkpoint)
-    if not args.output.parent.is_dir():
-        raise FileNotFoundError(f"Output folder not found: {args.output.parent}")
-    path = export_model(model, args.output, format=args.format)
-    print(f"wrote {path} ({args.format}, preset {model.preset['name'] if model.preset else '?'})")
-    return 0
-
-
-def _presets(_: Any) -> int:
-    width = max(len(name) for name in presets.names())
-    for name in presets.names():
-        print(f"{name:<{width}}  {presets.describe(name)}")
-    return 0
-
-
-def _subparser(prog: str, description: str) -> program.ArgumentParser:
-    return program.ArgumentParser(prog=prog, description=description)
-
-
-def _add(commands: Any, name: str, parser: jsonargparse.ArgumentParser, help: str) -> None:
-    """Add a subcommand, keeping its program name for messages (``multitask-mnist train``)."""
-    prog = parser.prog
-    commands.add_subcommand(name, parser, help=help)
-    parser.prog = prog
-
-
-def build_parser() -> program.ArgumentParser:
-    """The parser of ``multitask-mnist`` and ``python -m multitask_mnist``.
-
-    Returns:
-        A parser with the subcommands ``train``, ``evaluate``, ``predict``, ``demo``,
-        ``export`` and ``presets``.
-
-    Example:
-        >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
-        'evaluate'
-    """
-    name = "multitask-mnist"
-    parser = program.ArgumentParser(
-        prog=name, description="Read a handwritten digit and add a number to it."
-    )
-    commands = parser.add_subcommands(dest="command", required=True)
-    train_parser = program.settings_parser(
-        TrainerConfig,
-        DigitSumRun,
-        prog=f"{name} train",
-        description="Train a preset and test it on the 10,000 test images.",
-        defaults={"output_dir": Path("runs/mnist_sum")},
-    )
-    train_parser.add_argument(
-        "--loss-strategy",
-        choices=STRATEGIES,
-        default=None,
-        help="deprecated, gone in 0.3: --method, which names the same methods (fixed is none)",
-    )
-    _add(commands, "train", train_parser, "train a preset and test it")
-
-    evaluate = _subparser(f"{name} evaluate", "Digit and sum accuracy on the test set.")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    evaluate.add_argument("--data-dir", type=Path | None, default=None, help="holds MNIST/raw/")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    _add(commands, "evaluate", evaluate, "digit and sum accuracy on the test set")
-
-    predict = _subparser(f"{name} predict", "Read a PNG digit and add NUMBER to it.")
-    predict.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    predict.add_argument("image", type=Path, help="a PNG of one digit, any size")
-    predict.add_argument("number", type=int, help="the number to add, 0-9")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    _add(commands, "predict", predict, "read a PNG digit and add NUMBER to it")
-
-    demo = _subparser(f"{name} demo", "A web page: draw a digit, see the predictions.")
-    demo.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (local)")
-    demo.add_argument("--port", type=int, default=7860, help="port to serve on")
-    _add(commands, "demo", demo, "a web page: draw a digit, see the predictions")
-
-    export = _subparser(f"{name} export", "Write a checkpoint as ONNX or safetensors.")
-    export.add_argument("--checkpoint", type=Path, required=True, help=_WEIGHTS_HELP)
-    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
-    export.add_argument("--output", type=Path, required=True, help="the file to write")
-    _add(commands, "export", export, "write a checkpoint as ONNX or safetensors")
-
-    _add(commands, "presets", _subparser(f"{name} presets", "List the presets."), "list them")
-    return parser
-
-
-def _dispatch(args: Any) -> int:
-    command = args.command
-    options = args[command]
-    if command == "train":
-        config, run = program.settings_from(options, TrainerConfig, DigitSumRun)
-        if options.loss_strategy is not None:  # deprecated: the method, under its old name
-            method = "none" if options.loss_strategy == "fixed" else options.loss_strategy
-            logger.warning("--loss-strategy is deprecated and goes in 0.3: use --method %s", method)
-            config = config.replace(method=method)
-        return train(config, run)
-    handlers = {
-        "evaluate": _evaluate,
-        "predict": _predict,
-        "demo": _demo,
-        "export": _export,
-        "presets": _presets,
-    }
-    return handlers[command](options)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line.
-
-    Args:
-        argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit status, 0 on success, 1 for a failed command, 2 for bad usage,
-        ``128 + signal`` when a signal stopped training (see
-        :func:`multitask_mnist.program.run`).
-
-    Example:
-        >>> main(["presets"])  # doctest: +ELLIPSIS
-        mnist_addition ...
-        mnist_sum          The documented network: ...
-        0
-    """
-    return program.run(_dispatch, argv, parser=build_parser())

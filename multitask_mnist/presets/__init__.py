@@ -1,0 +1,46 @@
+"""Named, ready-made networks, and a small registry to find them by name.
+
+``presets.mnist_sum()`` is the documented network, layer for layer
+(:mod:`~multitask_mnist.presets.networks`); :func:`get`, :func:`names` and
+:func:`register` are the registry (:mod:`~multitask_mnist.presets.registry`), which
+checks every builder call against its annotations and rebuilds a checkpoint's network
+from the preset it records (:func:`from_checkpoint`).
+"""
+
+from multitask_mnist.presets.networks import (
+    MAX_ADDITION_DIGITS,
+    MNIST_SUM_BN_LAYERS,
+    MNIST_SUM_LAYERS,
+    NUMBER_LIMIT,
+    mnist_addition,
+    mnist_sum,
+    mnist_sum_bn,
+    multi_mnist_lenet,
+)
+from multitask_mnist.presets.registry import (
+    Range,
+    describe,
+    from_checkpoint,
+    from_record,
+    get,
+    names,
+    register,
+)
+
+__all__ = [
+    "MAX_ADDITION_DIGITS",
+    "MNIST_SUM_BN_LAYERS",
+    "MNIST_SUM_LAYERS",
+    "NUMBER_LIMIT",
+    "Range",
+    "describe",
+    "from_checkpoint",
+    "from_record",
+    "get",
+    "mnist_addition",
+    "mnist_sum",
+    "mnist_sum_bn",
+    "multi_mnist_lenet",
+    "names",
+    "register",
+]
