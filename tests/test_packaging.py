@@ -102,3 +102,21 @@ def test_the_wheel_runs_in_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
     )
     assert imported.returncode == 0, imported.stderr
     assert int(imported.stdout) > 100
+
+
+def test_the_version_is_declared_once_and_released_in_the_changelog() -> None:
+    """pyproject reads the package's __version__; a release has its CHANGELOG section."""
+    import re
+
+    import multitask_mnist
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "multitask_mnist.__version__" }' in pyproject
+    version = multitask_mnist.__version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    if not re.search(r"\.dev\d+$", version):
+        assert re.search(
+            rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M
+        )
+    assert changelog.index("## [Unreleased]") < changelog.index("## [0.2.0]")
