@@ -27,7 +27,7 @@ def normalize(pixels: Tensor) -> Tensor:
     """uint8 (0-255) or float (0-1) pixels to float32 normalized with MNIST's statistics.
 
     Args:
-        pixels: Any shape; uint8 values are divided by 255 first.
+        pixels: Any shape; uint8 values are divided by 255 first. Left unchanged.
 
     Returns:
         ``(pixels / 255 - MNIST_MEAN) / MNIST_STD`` as float32, same shape.
@@ -36,7 +36,7 @@ def normalize(pixels: Tensor) -> Tensor:
         >>> round(float(normalize(torch.tensor([255], dtype=torch.uint8))), 4)
         2.8215
     """
-    x = pixels.to(torch.float32)
+    x = pixels.to(torch.float32, copy=True)  # never the caller's tensor: the ops below are in place
     if pixels.dtype == torch.uint8:
         x = x.div_(255)
     return x.sub_(MNIST_MEAN).div_(MNIST_STD)

@@ -78,3 +78,11 @@ def test_fit_returns_an_mnist_image_drawn_large_close_to_the_original() -> None:
     fitted = _pixels(image_to_tensor(large, fit=True))
     assert (fitted > 128).sum() >= (original > 128).sum()  # scaled up to the 20-pixel box
     assert fitted[14, 13] == 255 and fitted[0].max() == 0
+
+
+def test_normalize_leaves_a_float_input_unchanged() -> None:
+    pixels = torch.rand(2, 1, 28, 28)
+    before = pixels.clone()
+    out = normalize(pixels)
+    assert torch.equal(pixels, before)  # it once normalized float32 input in place
+    assert torch.allclose(out, (before - MNIST_MEAN) / MNIST_STD)
