@@ -16,7 +16,7 @@ from pathlib import Path
 
 from multitask_mnist.errors import MultitaskMnistError
 
-__all__ = ["DataFileError", "check_idx_pair", "read_idx_shape"]
+__all__ = ["DataFileError", "check_idx_pair", "parse_idx", "read_idx_shape"]
 
 # IDX magic: two zero bytes, a type code, and the number of dimensions.
 _UBYTE = 0x08
@@ -108,3 +108,43 @@ def check_idx_pair(
             "the counts must match"
         )
     return n_images
+
+
+def parse_idx(content: bytes, *, ndim: int, name: str) -> tuple[tuple[int, ...], bytes]:
+    """The shape and the data of an unsigned-byte IDX file's ``content`` (a gzipped
+    file, decompressed), after the checks :func:`read_idx_shape` makes on a file.
+
+    Args:
+        content: The whole file's bytes.
+        ndim: The number of dimensions the file must declare.
+        name: The file's name, for messages.
+
+    Returns:
+        The declared shape and the bytes after the header.
+
+    Raises:
+        DataFileError: Wrong magic number, wrong number of dimensions, or content
+            shorter or longer than its header declares.
+
+    Example:
+        >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 3]), ndim=1, name="labels")
+        ((2,), b'\\x07\\x03')
+    """
+    header_len = 4 + 4 * ndim
+    expected_magic = (_UBYTE << 8) | ndim
+    if len(content) < header_len:
+        raise DataFileError(f"{name}: {len(content)} bytes, too short for an IDX header")
+    magic = struct.unpack(">I", content[:4])[0]
+    if magic != expected_magic:
+        raise DataFileError(
+            f"{name}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
+        )
+    shape = tuple(struct.unpack(f">{ndim}I", content[4:header_len]))
+    expected = header_len + math.prod(shape)
+    if len(content) != expected:
+        what = "truncated" if len(content) < expected else "longer than its header declares"
+        raise DataFileError(
+            f"{name}: {what}: {len(content)} bytes, expected {expected} for shape {shape}"
+        )
+    return shape, content[header_len:]
