@@ -14,7 +14,7 @@ ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,docs,plot,solvers,demo,export,tensorboard]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,plot,solvers,demo,export,tensorboard,ray]"
 	touch $(STAMP)
 
 train: $(STAMP)

@@ -168,14 +168,16 @@ def _one_line(parser: jsonargparse.ArgumentParser, message: str) -> str:
 
 def _task_weight_lists(argv: Sequence[str], parser: jsonargparse.ArgumentParser) -> list[str]:
     """``--loss-weights sum=0.5 digit=1`` (the flag's documented form) as the mapping
-    jsonargparse reads, ``--loss-weights {"sum": 0.5, "digit": 1}``; ``--print-config``
-    as jsonargparse spells it."""
-    mappings = {
-        option
-        for action in _all_actions(parser)
-        if typing.get_origin(_non_optional(getattr(action, "_typehint", None))) is dict
-        for option in action.option_strings
-    }
+    jsonargparse reads, ``--loss-weights {"sum": 0.5, "digit": 1}``; ``--methods none
+    upgrad`` (a list flag's values, spaced) as the list ``--methods ["none", "upgrad"]``;
+    ``--print-config`` as jsonargparse spells it."""
+    mappings, lists = set(), set()
+    for action in _all_actions(parser):
+        origin = typing.get_origin(_non_optional(getattr(action, "_typehint", None)))
+        if origin is dict:
+            mappings.update(action.option_strings)
+        elif origin in (list, tuple):
+            lists.update(action.option_strings)
     out: list[str] = []
     tokens = list(argv)
     while tokens:
@@ -183,6 +185,11 @@ def _task_weight_lists(argv: Sequence[str], parser: jsonargparse.ArgumentParser)
         if token.split("=")[0] == "--print-config":  # jsonargparse spots only its spelling
             token = token.replace("--print-config", "--print_config", 1)
         out.append(token)
+        if token in lists and tokens and not tokens[0].startswith(("-", "[")):
+            values = []
+            while tokens and not tokens[0].startswith("-"):
+                values.append(tokens.pop(0))
+            out.append(json.dumps(values))
         if token not in mappings:
             continue
         pairs: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""The ``multitask-mnist`` command line: train, evaluate, predict, demo, export, presets.
+"""The ``multitask-mnist`` command line: train, evaluate, predict, demo, export, compare,
+presets.
 
 ``train``'s flags come from :class:`~multitask_mnist.training.TrainerConfig` and
 :class:`DigitSumRun`, declared once (:mod:`multitask_mnist.program`); every failure the
@@ -25,6 +26,7 @@ from multitask_mnist.cli.digit_sum import (
     train,
     train_callbacks,
 )
+from multitask_mnist.experiments import Comparison
 from multitask_mnist.losses import STRATEGIES
 from multitask_mnist.program import configure_logging
 from multitask_mnist.training import TrainerConfig
@@ -67,7 +69,7 @@ def build_parser() -> program.ArgumentParser:
 
     Returns:
         A parser with the subcommands ``train``, ``evaluate``, ``predict``, ``demo``,
-        ``export`` and ``presets``.
+        ``export``, ``compare`` and ``presets``.
 
     Example:
         >>> build_parser().parse_args(["evaluate", "--checkpoint", "best.pt"]).command
@@ -118,6 +120,13 @@ def build_parser() -> program.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="the file to write")
     _add(commands, "export", export, "write a checkpoint as ONNX or safetensors")
 
+    compare = program.settings_parser(
+        Comparison,
+        prog=f"{name} compare",
+        description="Compare methods over seeds on a benchmark, selected on held-out data.",
+    )
+    _add(commands, "compare", compare, "compare methods over seeds: intervals, Δm, paired tests")
+
     _add(commands, "presets", _subparser(f"{name} presets", "List the presets."), "list them")
     return parser
 
@@ -138,6 +147,7 @@ def _dispatch(args: Any) -> int:
         "demo": commands.demo,
         "export": commands.export,
         "presets": commands.list_presets,
+        "compare": commands.compare,
     }
     return handlers[command](options)
 

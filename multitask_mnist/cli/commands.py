@@ -23,7 +23,7 @@ from multitask_mnist.training import (
     Trainer,
 )
 
-__all__ = ["demo", "evaluate", "export", "list_presets", "predict"]
+__all__ = ["compare", "demo", "evaluate", "export", "list_presets", "predict"]
 
 
 def evaluate(args: Any) -> int:
@@ -85,4 +85,27 @@ def list_presets(_: Any) -> int:
     width = max(len(name) for name in presets.names())
     for name in presets.names():
         print(f"{name:<{width}}  {presets.describe(name)}")
+    return 0
+
+
+def compare(args: Any) -> int:
+    from multitask_mnist import program
+    from multitask_mnist.experiments import Comparison
+    from multitask_mnist.experiments import compare as run_comparison
+
+    [comparison] = program.settings_from(args, Comparison)
+    total = len(comparison.cells())
+    done = 0
+
+    def progress(cell: Any, result: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        test = result["test"].items()
+        scores = ", ".join(f"{k.removesuffix('_accuracy')} {v:.2f}" for k, v in test)
+        print(f"[{done}/{total}] {cell.name} seed {cell.seed}: {scores}", flush=True)
+
+    outcome = run_comparison(comparison, on_result=progress)
+    for report in outcome.reports:
+        print(report.markdown())
+    print("wrote " + ", ".join(str(path) for path in outcome.files))
     return 0
