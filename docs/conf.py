@@ -60,8 +60,10 @@ nitpick_ignore = [
         "PIL.Image.Image",  # no Pillow inventory is shipped
         "Path",  # pathlib.Path in a postponed annotation
         "jsonargparse._core.ArgumentParser",  # program.ArgumentParser's base: no inventory
+        "T",  # the TypeVar of data.Split
+        "multitask_mnist.data.split.T",
     )
-]
+] + [("py:obj", "multitask_mnist.data.split.T")]
 # The fields of presets.Range, which autodoc prints inside Annotated[...] signatures.
 nitpick_ignore_regex = [("py:class", r"(low|high|include_high)=.*")]
 intersphinx_mapping = {

@@ -2,13 +2,13 @@
 Trainer run in its own folder, selected on held-out data, summarized with intervals,
 Δm and paired tests.
 
-- :mod:`~multitask_mnist.experiments.benchmarks`: the registered benchmarks.
-- :mod:`~multitask_mnist.experiments.cells`: one run of a comparison, and the grid.
-- :mod:`~multitask_mnist.experiments.runner`: running a grid here, in worker processes
+- ``benchmarks``: the registered benchmarks.
+- ``cells``: one run of a comparison, and the grid.
+- ``runner``: running a grid here, in worker processes
   or on Ray.
-- :mod:`~multitask_mnist.experiments.stats`: intervals, Δm, paired tests, Holm.
-- :mod:`~multitask_mnist.experiments.report`: the tables and the Pareto plot.
-- :mod:`~multitask_mnist.experiments.comparison`: all of it behind one settings class,
+- ``stats``: intervals, Δm, paired tests, Holm.
+- ``report``: the tables and the Pareto plot.
+- ``comparison``: all of it behind one settings class,
   :class:`Comparison`, which ``multitask-mnist compare`` parses.
 """
 

@@ -77,7 +77,7 @@ class Benchmark:
         validation_size: Samples of the training data held out to select the
             checkpoint.
         load: ``(seed, DataDirs) -> (train, test)``: the training data (its pairing
-            drawn from the seed) and the test data (paired with :data:`TEST_SEED`).
+            drawn from the seed) and the test data (paired with ``TEST_SEED``).
         single_task: Whether the comparison also trains one network per task (the
             baseline of Δm): the same network with the other tasks' weights at 0.
         source: Where the benchmark comes from.

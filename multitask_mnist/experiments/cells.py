@@ -109,7 +109,7 @@ class Cell:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """The tasks this cell is scored on: all of the benchmark's, or the baseline's one."""
+        """The tasks this cell is scored on (all of the benchmark's, or the baseline's one)."""
         if self.method.startswith(SINGLE):
             return (self.method.removeprefix(SINGLE),)
         return get_benchmark(self.benchmark).tasks

@@ -88,7 +88,7 @@ def run_grid(
     """Run ``cells`` under ``root`` and return their results, in the cells' order.
 
     Args:
-        cells: The grid (:func:`~multitask_mnist.experiments.cells.grid`).
+        cells: The grid (:func:`~multitask_mnist.experiments.grid`).
         root: The comparison's folder; each cell runs in its own folder below it.
         dirs: Where the raw data is.
         workers: Cells run at once: 1 runs them in this process, more start one worker
