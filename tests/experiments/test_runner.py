@@ -27,6 +27,8 @@ from multitask_mnist.experiments.benchmarks import BENCHMARKS
 from multitask_mnist.experiments.cells import RESULT_FILE
 from tests.experiments import tiny
 
+pytestmark = pytest.mark.stress  # starts processes and sends signals: tests/stress.py repeats it
+
 IMPORTS = ["tests.experiments.tiny"]
 ROOT = Path(__file__).resolve().parents[2]
 
