@@ -156,14 +156,16 @@ class Report:
         if len(self.tasks) != 2:
             return None
         first, second = self.tasks
-        figure = Figure(figsize=(6, 5))
+        figure = Figure(figsize=(7.5, 5))
         axes = figure.add_subplot()
         for row in self.rows:
             if first not in row.tasks or second not in row.tasks:
                 continue
             x, y = row.tasks[first], row.tasks[second]
-            axes.errorbar(x.mean, y.mean, xerr=x.half_width, yerr=y.half_width, fmt="o", capsize=3)
-            axes.annotate(row.name, (x.mean, y.mean), textcoords="offset points", xytext=(4, 4))
+            axes.errorbar(
+                x.mean, y.mean, xerr=x.half_width, yerr=y.half_width, fmt="o", capsize=3,
+                label=row.name,
+            )  # fmt: skip
         if set(self.baseline) == set(self.tasks):
             axes.plot(
                 self.baseline[first],
@@ -172,7 +174,7 @@ class Report:
                 markersize=12,
                 label="single-task networks",
             )
-            axes.legend(loc="lower left")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
         axes.set_xlabel(f"{first} test accuracy (%)")
         axes.set_ylabel(f"{second} test accuracy (%)")
         axes.set_title(self.title, fontsize=9)
