@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from multitask_mnist import presets
 from multitask_mnist.cli import main
 from tests.conftest import Completed, run_in_process, run_script, write_fake_mnist
 
@@ -118,7 +119,10 @@ def test_predict_on_a_png(trained: tuple[Path, str], tmp_path: Path, size: tuple
 def test_presets_lists_the_documented_network() -> None:
     result = _run("presets")
     assert result.returncode == 0
-    assert re.search(r"^mnist_sum\s+The documented network", result.stdout, re.MULTILINE)
+    assert re.search(r"^mnist_sum\s+100,461  The documented network", result.stdout, re.M)
+    for name in presets.names():  # every preset with its parameter count
+        count = f"{presets.get(name).num_parameters():,}"
+        assert re.search(rf"^{name}\s+{count}  ", result.stdout, re.M), name
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,8 @@ def export(args: Any) -> int:
 def list_presets(_: Any) -> int:
     width = max(len(name) for name in presets.names())
     for name in presets.names():
-        print(f"{name:<{width}}  {presets.describe(name)}")
+        parameters = presets.get(name).num_parameters()  # with the preset's defaults
+        print(f"{name:<{width}}  {parameters:>7,}  {presets.describe(name)}")
     return 0
 
 

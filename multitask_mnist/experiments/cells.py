@@ -66,9 +66,12 @@ class Cell:
         settings: :class:`~multitask_mnist.training.TrainerConfig` values that replace
             the benchmark's recipe, as ``(name, value)`` pairs.
         limit: Train on the first ``limit`` training samples only (for quick tries).
+        architecture: A registered preset that replaces the benchmark's network (with
+            the same inputs and tasks: ``multi_mnist_mmoe`` for ``multi_mnist``);
+            ``None`` for the benchmark's own. The row is then ``METHOD+PRESET``.
 
     Raises:
-        ValueError: An unknown benchmark, method, task or protocol.
+        ValueError: An unknown benchmark, method, task, protocol or preset.
 
     Example:
         >>> cell = Cell("multi_mnist", "single:left", seed=2, settings=(("epochs", 3),))
@@ -82,9 +85,16 @@ class Cell:
     protocol: Literal["heldout", "papers"] = "heldout"
     settings: tuple[tuple[str, Any], ...] = ()
     limit: int | None = None
+    architecture: str | None = None
 
     def __post_init__(self) -> None:
         bench = get_benchmark(self.benchmark)
+        if self.architecture is not None and self.architecture not in presets.names():
+            listed = ", ".join(map(repr, presets.names()))
+            raise InvalidValueError(
+                f"Expected `architecture` to be a preset, one of {listed}, "
+                f"got {self.architecture!r}"
+            )
         if self.method.startswith(SINGLE):
             task = self.method.removeprefix(SINGLE)
             if task not in bench.tasks:
@@ -104,8 +114,10 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """The method, or ``single-TASK``: the cell's row in the tables."""
-        return self.method.replace(":", "-")
+        """The method (``METHOD+PRESET`` with an architecture), or ``single-TASK``: the
+        cell's row in the tables."""
+        name = self.method.replace(":", "-")
+        return name if self.architecture is None else f"{name}+{self.architecture}"
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -134,6 +146,8 @@ class Cell:
         """
         plain = dataclasses.asdict(self)
         plain["settings"] = [list(pair) for pair in self.settings]
+        if self.architecture is None:  # the benchmark's own network, as before 0.3
+            del plain["architecture"]
         return plain
 
     @classmethod
@@ -159,6 +173,7 @@ def grid(
     single_task: bool = True,
     settings: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    architectures: Sequence[str | None] = (None,),
 ) -> list[Cell]:
     """The cells of a comparison, seed by seed (so that an interrupted grid has whole
     seeds to compare): the single-task baselines first, then each method.
@@ -173,6 +188,8 @@ def grid(
         settings: :class:`~multitask_mnist.training.TrainerConfig` values replacing the
             benchmark's recipe.
         limit: Train on the first ``limit`` training samples.
+        architectures: Presets each method runs with (``None``: the benchmark's own
+            network); the single-task baselines use the benchmark's own.
 
     Returns:
         The cells.
@@ -180,13 +197,22 @@ def grid(
     Example:
         >>> [c.name for c in grid("multi_mnist", ["none", "upgrad"], [0])]
         ['single-left', 'single-right', 'none', 'upgrad']
+        >>> [c.name for c in grid("multi_mnist", ["none"], [0], single_task=False,
+        ...                       architectures=[None, "multi_mnist_mmoe"])]
+        ['none', 'none+multi_mnist_mmoe']
     """
     bench = get_benchmark(benchmark)
-    names = list(methods)
+    runs: list[tuple[str, str | None]] = [
+        (method, architecture) for architecture in architectures for method in methods
+    ]
     if single_task and bench.single_task and len(bench.tasks) > 1:
-        names = [f"{SINGLE}{task}" for task in bench.tasks] + names
+        runs = [(f"{SINGLE}{task}", None) for task in bench.tasks] + runs
     pairs = tuple(sorted((settings or {}).items()))
-    return [Cell(benchmark, name, seed, protocol, pairs, limit) for seed in seeds for name in names]
+    return [
+        Cell(benchmark, name, seed, protocol, pairs, limit, architecture)
+        for seed in seeds
+        for name, architecture in runs
+    ]
 
 
 class Selection(Callback):
@@ -280,7 +306,17 @@ def run_cell(cell: Cell, root: Path, dirs: DataDirs | None = None) -> dict[str, 
     folder.mkdir(parents=True, exist_ok=True)
     train, validation, test = _data(bench, cell, dirs or DataDirs())
     torch.manual_seed(cell.seed)
-    model = presets.get(bench.preset, **dict(bench.preset_kwargs))
+    model = (
+        presets.get(bench.preset, **dict(bench.preset_kwargs))
+        if cell.architecture is None
+        else presets.get(cell.architecture)
+    )
+    missing = set(bench.tasks) - set(model.task_names)
+    if missing:
+        raise InvalidValueError(
+            f"Preset {cell.architecture!r} does not predict the tasks {sorted(missing)} of "
+            f"benchmark {cell.benchmark!r}"
+        )
     weights = (
         {task: float(task in cell.tasks) for task in model.task_names}
         if cell.method.startswith(SINGLE)

@@ -61,6 +61,10 @@ class Comparison:
         data_dir: The folder holding ``MNIST/raw/``; ``$MULTITASK_MNIST_DATA`` by default.
         fashion_dir: The folder of Fashion-MNIST's gzipped files;
             ``$MULTITASK_MNIST_FASHION``, else ``/usr/share/datasets/fashion-mnist``.
+        architectures: Presets to run every method with, beside (or, without
+            ``default`` in the list, instead of) the benchmark's own network:
+            ``multi_mnist_mmoe``, ``multi_mnist_cgc``, ``multi_mnist_cross_stitch`` for
+            the MultiMNIST family; ``default`` names the benchmark's own.
         imports: Modules to import first, which register benchmarks of your own
             (:func:`~multitask_mnist.experiments.register_benchmark`); worker processes
             and Ray trials import them too.
@@ -91,6 +95,7 @@ class Comparison:
     data_dir: Path | None = None
     fashion_dir: Path | None = None
     imports: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         import_modules(self.imports)
@@ -127,6 +132,7 @@ class Comparison:
             single_task=self.single_task,
             settings=self.settings(),
             limit=self.limit,
+            architectures=[None if a == "default" else a for a in self.architectures] or [None],
         )
 
     def replace(self, **changes: Any) -> Comparison:

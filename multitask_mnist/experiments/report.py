@@ -163,9 +163,14 @@ class Report:
                 continue
             x, y = row.tasks[first], row.tasks[second]
             axes.errorbar(
-                x.mean, y.mean, xerr=x.half_width, yerr=y.half_width, fmt="o", capsize=3,
+                x.mean,
+                y.mean,
+                xerr=x.half_width,
+                yerr=y.half_width,
+                fmt="o",
+                capsize=3,
                 label=row.name,
-            )  # fmt: skip
+            )
         if set(self.baseline) == set(self.tasks):
             axes.plot(
                 self.baseline[first],

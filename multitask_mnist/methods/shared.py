@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.models import MultiTaskNet
+from multitask_mnist.models.net import source_of
 
 __all__ = [
     "capture_outputs",
@@ -98,7 +99,7 @@ def shared_representation(model: MultiTaskNet) -> list[str]:
     frontier = {name for name in shared if model.blocks[name].task is not None}
     for name, block in model.blocks.items():
         if name not in shared:
-            frontier |= shared.intersection(block.reads)
+            frontier |= shared.intersection(source_of(read) for read in block.reads)
     owners = model.block_tasks()
     if not frontier:
         raise InvalidValueError(

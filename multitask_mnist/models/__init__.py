@@ -1,6 +1,7 @@
 """Model pieces: the multi-task network of named blocks, the convolutional trunk and
 the fusion head, and the digit + sum composition of the two; the per-image classifier
-and exact sum head of MNIST-addition."""
+and exact sum head of MNIST-addition; soft-sharing blocks (MMoE, CGC/PLE,
+cross-stitch)."""
 
 from multitask_mnist.models.addition import PerImage, SumOfNumbers, convolve_log
 from multitask_mnist.models.digit_sum import digit_sum_net
@@ -14,6 +15,13 @@ from multitask_mnist.models.head import (
 from multitask_mnist.models.lenet import MultiLeNetEncoder, MultiLeNetHead
 from multitask_mnist.models.mlp import MLPHead
 from multitask_mnist.models.net import Block, Input, MultiTaskNet, PresetRecord
+from multitask_mnist.models.sharing import (
+    CrossStitch,
+    ExtractionLayer,
+    FlattenConcat,
+    MixtureOfExperts,
+    ProgressiveExtraction,
+)
 from multitask_mnist.models.trunk import Conv, ConvTrunk, LayerSpec, MaxPool
 
 __all__ = [
@@ -23,16 +31,21 @@ __all__ = [
     "Block",
     "Conv",
     "ConvTrunk",
+    "CrossStitch",
+    "ExtractionLayer",
+    "FlattenConcat",
     "Fusion",
     "Input",
     "LayerSpec",
     "MLPHead",
     "MaxPool",
+    "MixtureOfExperts",
     "MultiLeNetEncoder",
     "MultiLeNetHead",
     "MultiTaskNet",
     "PerImage",
     "PresetRecord",
+    "ProgressiveExtraction",
     "ScalarFusionHead",
     "SumOfNumbers",
     "convolve_log",

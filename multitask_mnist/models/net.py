@@ -26,7 +26,35 @@ __all__ = [
     "Input",
     "MultiTaskNet",
     "PresetRecord",
+    "source_of",
 ]
+
+
+def source_of(read: str) -> str:
+    """The input or block a read names: ``"mmoe.left"`` reads block ``mmoe``.
+
+    Example:
+        >>> source_of("mmoe.left"), source_of("image")
+        ('mmoe', 'image')
+    """
+    return read.split(".", 1)[0]
+
+
+def _read(values: Mapping[str, Any], read: str, reader: str) -> Tensor:
+    """The value a block reads: an input, a block's output, or one entry of it."""
+    if read in values:
+        value: Tensor = values[read]
+        return value
+    source, key = read.split(".", 1)
+    output = values[source]
+    if not isinstance(output, Mapping) or key not in output:
+        keys = sorted(output) if isinstance(output, Mapping) else None
+        raise InvalidValueError(
+            f"Block {reader!r} reads {read!r}, but block {source!r} returned "
+            + (f"the keys {keys}" if keys is not None else f"a {type(output).__name__}")
+        )
+    entry: Tensor = output[key]
+    return entry
 
 
 class PresetRecord(TypedDict):
@@ -52,7 +80,10 @@ class Block:
 
     Args:
         module: Called with the values named in ``reads``, in order.
-        reads: Names of model inputs or of earlier blocks.
+        reads: Names of model inputs or of earlier blocks; ``"block.key"`` reads one
+            entry of an earlier block that returns a mapping (a soft-sharing block such
+            as :class:`~multitask_mnist.models.MixtureOfExperts` returns one
+            representation per task).
         task: The task this block's output predicts, or ``None`` for a shared
             encoder whose output only other blocks read.
         teacher: The name of another task whose *true label* the module receives as
@@ -185,7 +216,7 @@ class MultiTaskNet(nn.Module):
             )
         known = [*self.inputs, *self._blocks]
         for read in block.reads:
-            if read not in known:
+            if read not in known and source_of(read) not in self._blocks:
                 raise InvalidValueError(
                     f"Block {name!r} reads {read!r}, which is neither an input nor an earlier "
                     f"block; known names: {', '.join(map(repr, known))}"
@@ -232,7 +263,7 @@ class MultiTaskNet(nn.Module):
         values: dict[str, Tensor] = dict(inputs)
         out: dict[str, Tensor] = {}
         for name, block in self._blocks.items():
-            reads = [values[read] for read in block.reads]
+            reads = [_read(values, read, name) for read in block.reads]
             module = getattr(self, name)
             if block.teacher is not None and block.task is not None and targets is not None:
                 taught = targets[block.teacher]  # a missing label becomes a valid stand-in
@@ -305,8 +336,8 @@ class MultiTaskNet(nn.Module):
             if block.task is not None:
                 readers[name].add(block.task.name)
             for read in block.reads:
-                if read in readers:
-                    readers[read] |= readers[name]
+                if source_of(read) in readers:
+                    readers[source_of(read)] |= readers[name]
         order = self.task_names
         return {name: tuple(t for t in order if t in readers[name]) for name in self._blocks}
 

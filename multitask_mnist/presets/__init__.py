@@ -26,6 +26,11 @@ from multitask_mnist.presets.registry import (
     names,
     register,
 )
+from multitask_mnist.presets.soft_sharing import (
+    multi_mnist_cgc,
+    multi_mnist_cross_stitch,
+    multi_mnist_mmoe,
+)
 
 __all__ = [
     "MAX_ADDITION_DIGITS",
@@ -40,7 +45,10 @@ __all__ = [
     "mnist_addition",
     "mnist_sum",
     "mnist_sum_bn",
+    "multi_mnist_cgc",
+    "multi_mnist_cross_stitch",
     "multi_mnist_lenet",
+    "multi_mnist_mmoe",
     "names",
     "register",
 ]

@@ -167,7 +167,11 @@ class TrainingTask(nn.Module):
             )
         losses = self.loss.task_losses(predictions, targets, masks, self.model.teachers)
         stacked = torch.stack(list(losses.values()))
-        shared = [kept[name] for name in watched] if "shared_representation" in needs else []
+        shared = (
+            [part for name in watched for part in _tensors(kept[name])]
+            if "shared_representation" in needs
+            else []
+        )
         total = self.method(stacked, shared) if shared else self.method(stacked)
         return StepOutput(
             predictions,
@@ -200,3 +204,9 @@ class TrainingTask(nn.Module):
     def on_train_epoch_end(self) -> None:
         """After every training epoch: the method may update itself (DWA does)."""
         self.method.on_train_epoch_end()
+
+
+def _tensors(output: Tensor | Mapping[str, Tensor]) -> list[Tensor]:
+    """A block's output as tensors: itself, or the values of the mapping a soft-sharing
+    block returns (one representation per task)."""
+    return list(output.values()) if isinstance(output, Mapping) else [output]

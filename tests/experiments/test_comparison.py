@@ -38,9 +38,13 @@ def test_the_overrides_reach_every_cell_and_the_seeds_start_where_asked() -> Non
     )
     cells = comparison.cells()
     assert [(c.name, c.seed) for c in cells] == [
-        ("single-left", 7), ("single-right", 7), ("none", 7),
-        ("single-left", 8), ("single-right", 8), ("none", 8),
-    ]  # fmt: skip
+        ("single-left", 7),
+        ("single-right", 7),
+        ("none", 7),
+        ("single-left", 8),
+        ("single-right", 8),
+        ("none", 8),
+    ]
     assert all(dict(c.settings) == {"epochs": 3, "lr": 0.01} for c in cells)
 
 
@@ -60,9 +64,22 @@ def test_the_command_takes_spaced_methods_and_prints_the_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
-        "compare", "--benchmark", tiny.NAME, "--methods", "none", "upgrad", "--seeds", "1",
-        "--epochs", "1", "--no-single-task", "--output-dir", str(tmp_path), "--threads", "1",
-    ]  # fmt: skip
+        "compare",
+        "--benchmark",
+        tiny.NAME,
+        "--methods",
+        "none",
+        "upgrad",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--no-single-task",
+        "--output-dir",
+        str(tmp_path),
+        "--threads",
+        "1",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "[1/2] none seed 0: left" in out and "[2/2] upgrad seed 0" in out
@@ -75,3 +92,31 @@ def test_the_command_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> No
     assert "best" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["compare", "--benchmark", "cifar"]) != 0
     assert "multi_mnist" in capsys.readouterr().err  # the known benchmarks are listed
+
+
+def test_architectures_join_the_grid_as_rows(tmp_path: Path) -> None:
+    comparison = Comparison(
+        tiny.NAME,
+        methods=["none"],
+        seeds=1,
+        epochs=1,
+        single_task=False,
+        threads=1,
+        architectures=["default", "multi_mnist_cross_stitch"],
+        output_dir=tmp_path,
+    )
+    [report] = compare(comparison).reports
+    assert [row.name for row in report.rows] == ["none", "none+multi_mnist_cross_stitch"]
+    [stitched] = [c for c in comparison.cells() if c.architecture]
+    assert stitched.folder(tmp_path).name == "seed-0"
+    assert stitched.folder(tmp_path).parent.name == "none+multi_mnist_cross_stitch"
+    assert "architecture" not in comparison.cells()[0].to_dict()  # old results still match
+
+
+def test_an_architecture_must_be_a_preset_with_the_benchmarks_tasks(tmp_path: Path) -> None:
+    from multitask_mnist.experiments import Cell, run_cell
+
+    with pytest.raises(ValueError, match="architecture"):
+        Comparison(tiny.NAME, architectures=["resnet"])
+    with pytest.raises(ValueError, match=r"does not predict the tasks \['left', 'right'\]"):
+        run_cell(Cell(tiny.NAME, "none", 0, architecture="mnist_sum"), tmp_path)

@@ -111,10 +111,25 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) -> None:
 
 
 COMMAND = [
-    sys.executable, "-m", "multitask_mnist", "compare", "--benchmark", tiny.NAME,
-    "--imports", *IMPORTS, "--methods", "none", "upgrad", "--seeds", "2", "--epochs", "6",
-    "--no-single-task", "--threads", "1",
-]  # fmt: skip
+    sys.executable,
+    "-m",
+    "multitask_mnist",
+    "compare",
+    "--benchmark",
+    tiny.NAME,
+    "--imports",
+    *IMPORTS,
+    "--methods",
+    "none",
+    "upgrad",
+    "--seeds",
+    "2",
+    "--epochs",
+    "6",
+    "--no-single-task",
+    "--threads",
+    "1",
+]
 
 
 def _results(root: Path) -> list[Path]:
@@ -126,8 +141,11 @@ def test_a_grid_killed_midway_finishes_where_it_stopped(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [*COMMAND, "--workers", "2", "--output-dir", str(killed)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not _results(killed) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -145,14 +163,22 @@ def test_a_grid_killed_midway_finishes_where_it_stopped(tmp_path: Path) -> None:
 
     again = subprocess.run(
         [*COMMAND, "--workers", "2", "--output-dir", str(killed)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items())
     full = subprocess.run(
         [*COMMAND, "--output-dir", str(reference)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert full.returncode == 0, full.stderr
 
     def read(root: Path) -> list[Any]:
