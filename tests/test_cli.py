@@ -159,7 +159,7 @@ def test_presets_lists_the_documented_network() -> None:
         (
             ["train", "--preset", "vgg"],
             1,
-            "Unknown preset 'vgg'; known presets: mnist_addition, mnist_sum",
+            "Unknown preset 'vgg'; known presets: mnist_addition, mnist_addition_lenet, mnist_sum",
         ),
         (
             ["train", "--preset", "multi_mnist_lenet"],

@@ -3,7 +3,14 @@ the fusion head, and the digit + sum composition of the two; the per-image class
 and exact sum head of MNIST-addition; soft-sharing blocks (MMoE, CGC/PLE,
 cross-stitch)."""
 
-from multitask_mnist.models.addition import PerImage, SumOfNumbers, convolve_log
+from multitask_mnist.models.addition import (
+    PerImage,
+    SumOfNumbers,
+    carry_chain_log_likelihood,
+    convolve_log,
+    digits_of,
+    sum_of_most_probable_digits,
+)
 from multitask_mnist.models.digit_sum import digit_sum_net
 from multitask_mnist.models.head import (
     EXACT_SLACK,
@@ -48,6 +55,9 @@ __all__ = [
     "ProgressiveExtraction",
     "ScalarFusionHead",
     "SumOfNumbers",
+    "carry_chain_log_likelihood",
     "convolve_log",
     "digit_sum_net",
+    "digits_of",
+    "sum_of_most_probable_digits",
 ]

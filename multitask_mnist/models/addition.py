@@ -15,7 +15,14 @@ from torch import Tensor, nn
 
 from multitask_mnist.errors import InvalidValueError
 
-__all__ = ["PerImage", "SumOfNumbers", "convolve_log"]
+__all__ = [
+    "PerImage",
+    "SumOfNumbers",
+    "carry_chain_log_likelihood",
+    "convolve_log",
+    "digits_of",
+    "sum_of_most_probable_digits",
+]
 
 
 class PerImage(nn.Module):
@@ -148,3 +155,120 @@ class SumOfNumbers(nn.Module):
 
     def extra_repr(self) -> str:
         return f"operands={self.operands}, digits={self.digits}, base={self.base}"
+
+
+def digits_of(values: Tensor, count: int, base: int = 10) -> Tensor:
+    """The ``count`` base-``base`` digits of non-negative integers, most significant first.
+
+    Args:
+        values: ``(B,)`` int64, each below ``base ** count``.
+        count: Digits per value.
+        base: The base.
+
+    Returns:
+        ``(B, count)`` int64 digits.
+
+    Example:
+        >>> digits_of(torch.tensor([107, 5]), 3).tolist()
+        [[1, 0, 7], [0, 0, 5]]
+    """
+    out = []
+    rest = values.clone()
+    for _ in range(count):
+        out.append(rest % base)
+        rest = torch.div(rest, base, rounding_mode="floor")
+    return torch.stack(out[::-1], dim=1)
+
+
+def carry_chain_log_likelihood(log_first: Tensor, log_second: Tensor, sum_digits: Tensor) -> Tensor:
+    """The exact log-probability that two numbers of independent digits add up to the
+    sum written in ``sum_digits``, by a dynamic programme over the digit positions whose
+    state is the carry (0 or 1): ``O(N base^2)`` per sample, for any number of digits
+    ``N`` (the convolution of :class:`SumOfNumbers` needs ``base ** N`` classes).
+
+    From the least significant position up, ``alpha(c)`` is the log-probability that the
+    positions so far write the sum's digits there and carry ``c``; position ``k`` with
+    sum digit ``s`` updates it as ``alpha'(c') = logsumexp_c alpha(c) + log P(a_k + b_k =
+    s + base c' - c)``, and the sum's leading digit must equal the last carry. All in log
+    space and float32 (also under autocast).
+
+    Args:
+        log_first: ``(B, N, base)`` log-probabilities of the first number's digits, most
+            significant first.
+        log_second: ``(B, N, base)`` the second number's.
+        sum_digits: ``(B, N + 1)`` int64 digits of the sum, most significant first (the
+            first is the final carry, 0 or 1).
+
+    Returns:
+        ``(B,)`` log-probabilities (``-inf`` for a sum the digits cannot write).
+
+    Raises:
+        ValueError: Shapes that do not match.
+
+    Example:
+        >>> a, b = torch.full((1, 2, 10), -1e4), torch.full((1, 2, 10), -1e4)
+        >>> a[0, 0, 4] = a[0, 1, 7] = b[0, 0, 5] = b[0, 1, 8] = 0.0  # surely 47 and 58
+        >>> log_a, log_b = a.log_softmax(-1), b.log_softmax(-1)
+        >>> carry_chain_log_likelihood(log_a, log_b, digits_of(torch.tensor([105]), 3)).exp()
+        tensor([1.])
+    """
+    if log_first.shape != log_second.shape or log_first.dim() != 3:
+        raise InvalidValueError(
+            f"Expected two (B, N, base) digit log-probabilities of one shape, got "
+            f"{tuple(log_first.shape)} and {tuple(log_second.shape)}"
+        )
+    batch, count, base = log_first.shape
+    if tuple(sum_digits.shape) != (batch, count + 1):
+        raise InvalidValueError(
+            f"Expected sum digits of shape ({batch}, {count + 1}), got {tuple(sum_digits.shape)}"
+        )
+    with torch.autocast(log_first.device.type, enabled=False):
+        pairs = convolve_log(
+            log_first.float().reshape(-1, base), log_second.float().reshape(-1, base)
+        ).reshape(batch, count, 2 * base - 1)  # log P(a_k + b_k = v), v = 0 .. 2 base - 2
+        # Pad so that v = -1 and v = 2 base - 1 (unreachable) read -inf.
+        pairs = nn.functional.pad(pairs, (1, 1), value=float("-inf"))
+        none = torch.full((batch,), float("-inf"), device=pairs.device)
+        alpha = torch.stack([torch.zeros_like(none), none], dim=1)  # no carry into the end
+        for k in reversed(range(count)):
+            digit = sum_digits[:, k + 1].long()
+            table = pairs[:, k]
+            new = []
+            for carry_out in (0, 1):
+                terms = [
+                    alpha[:, carry_in]
+                    + table.gather(1, (digit + base * carry_out - carry_in + 1)[:, None])[:, 0]
+                    for carry_in in (0, 1)
+                ]
+                new.append(torch.logsumexp(torch.stack(terms, dim=1), dim=1))
+            alpha = torch.stack(new, dim=1)
+        lead = sum_digits[:, 0].long()
+        padded = torch.cat([alpha, none[:, None]], dim=1)  # a leading digit above 1: -inf
+        return padded.gather(1, lead.clamp(0, 2)[:, None])[:, 0]
+
+
+def sum_of_most_probable_digits(first: Tensor, second: Tensor) -> Tensor:
+    """The sum's digits when each image is read as its most probable digit (the
+    decoding of the MNIST-addition papers' accuracy): ``(B, N + 1)``, most significant
+    first.
+
+    Args:
+        first: ``(B, N, base)`` logits (or log-probabilities) of the first number's digits.
+        second: ``(B, N, base)`` the second number's.
+
+    Example:
+        >>> a = torch.zeros(1, 2, 10); a[0, 0, 9] = a[0, 1, 9] = 1.0  # 99
+        >>> b = torch.zeros(1, 2, 10); b[0, 1, 3] = 1.0  # 03
+        >>> sum_of_most_probable_digits(a, b).tolist()
+        [[1, 0, 2]]
+    """
+    base = first.shape[-1]
+    a, b = first.argmax(-1), second.argmax(-1)
+    out = []
+    carry = torch.zeros_like(a[:, 0])
+    for k in reversed(range(a.shape[1])):
+        total = a[:, k] + b[:, k] + carry
+        out.append(total % base)
+        carry = torch.div(total, base, rounding_mode="floor")
+    out.append(carry)
+    return torch.stack(out[::-1], dim=1)

@@ -37,6 +37,7 @@ __all__ = [
     "MNIST_SUM_LAYERS",
     "NUMBER_LIMIT",
     "mnist_addition",
+    "mnist_addition_lenet",
     "mnist_sum",
     "mnist_sum_bn",
     "multi_mnist_lenet",
@@ -288,6 +289,57 @@ def mnist_addition(
     return MultiTaskNet(
         {
             "digits": Block(PerImage(ConvTrunk(MNIST_SUM_LAYERS)), ["images"]),
+            "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
+        },
+        [Input("images", (2 * digits, 1, 28, 28))],
+    )
+
+
+class _DigitLeNet(nn.Sequential):
+    """DeepProbLog's MNIST digit classifier: ``(N, 1, 28, 28)`` -> ``(N, 10)`` logits."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 6, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(6, 16, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
+        )
+
+
+@register("mnist_addition_lenet")
+def mnist_addition_lenet(
+    *, digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1, **pinned: Any
+) -> MultiTaskNet:
+    """MNIST-addition with the benchmark's own network: DeepProbLog's LeNet per image.
+
+    As :func:`mnist_addition`, with the digit classifier of DeepProbLog, DeepStochLog
+    and A-NeSI instead of the documented trunk, so that rows compare like for like:
+    Conv2d(1, 6, 5), max-pool, ReLU, Conv2d(6, 16, 5), max-pool, ReLU, Linear(256,
+    120), ReLU, Linear(120, 84), ReLU, Linear(84, 10). 44,426 parameters.
+
+    Args:
+        digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
+        **pinned: ``base=10`` is accepted only with this value.
+
+    Example:
+        >>> net = mnist_addition_lenet()
+        >>> net.tasks[0].num_classes, net.num_parameters()
+        (19, 44426)
+    """
+    pin("mnist_addition_lenet", pinned, base=10)
+    head = SumOfNumbers(operands=2, digits=digits)
+    return MultiTaskNet(
+        {
+            "digits": Block(PerImage(_DigitLeNet()), ["images"]),
             "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
         },
         [Input("images", (2 * digits, 1, 28, 28))],

@@ -1,0 +1,116 @@
+"""The carry-chain likelihood of a sum: exact against enumeration, equal to the
+convolution head where both apply, differentiable, and linear in the number of digits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from multitask_mnist.models import SumOfNumbers
+from multitask_mnist.models.addition import (
+    carry_chain_log_likelihood,
+    digits_of,
+    sum_of_most_probable_digits,
+)
+
+
+def _brute_force(log_a: torch.Tensor, log_b: torch.Tensor, total: int) -> float:
+    """P(first + second = total), enumerating every pair of digit strings."""
+    count, base = log_a.shape
+    p = 0.0
+    for first in itertools.product(range(base), repeat=count):
+        for second in itertools.product(range(base), repeat=count):
+            a = sum(d * base ** (count - 1 - k) for k, d in enumerate(first))
+            b = sum(d * base ** (count - 1 - k) for k, d in enumerate(second))
+            if a + b == total:
+                p += math.exp(
+                    sum(
+                        log_a[k, d].item() + log_b[k, e].item()
+                        for k, (d, e) in enumerate(zip(first, second, strict=True))
+                    )
+                )
+    return p
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    count=st.integers(1, 3),
+    base=st.integers(2, 4),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_equals_enumeration_for_small_numbers(
+    count: int, base: int, seed: int, data: st.DataObject
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    log_a = torch.randn(count, base, generator=generator, dtype=torch.float64).log_softmax(-1)
+    log_b = torch.randn(count, base, generator=generator, dtype=torch.float64).log_softmax(-1)
+    total = data.draw(st.integers(0, 2 * (base**count - 1) + 1))  # one above the largest
+    digits = (
+        digits_of(torch.tensor([total]), count + 1, base) if total < base ** (count + 1) else None
+    )
+    expected = _brute_force(log_a, log_b, total)
+    if digits is None:
+        return
+    got = carry_chain_log_likelihood(log_a[None].float(), log_b[None].float(), digits).exp()
+    assert math.isclose(float(got), expected, rel_tol=1e-4, abs_tol=1e-7)
+
+
+def test_equals_the_convolution_head_for_every_sum() -> None:
+    torch.manual_seed(0)
+    for count in (1, 2):
+        logits = torch.randn(3, 2 * count, 10)
+        head = SumOfNumbers(operands=2, digits=count)
+        expected = head(logits)  # (3, classes)
+        log = logits.log_softmax(-1)
+        for total in range(head.num_classes):
+            digits = digits_of(torch.full((3,), total), count + 1)
+            got = carry_chain_log_likelihood(log[:, :count], log[:, count:], digits)
+            assert torch.allclose(got, expected[:, total], atol=1e-5), (count, total)
+
+
+def test_its_gradient_is_right() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(2, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    digits = torch.tensor([[0, 2, 1], [1, 0, 0]])
+
+    def likelihood(x: torch.Tensor) -> torch.Tensor:
+        log = x.log_softmax(-1)
+        return carry_chain_log_likelihood(log[:, 0], log[:, 1], digits)
+
+    # the function runs in float32; compare its gradient with finite differences loosely
+    likelihood(logits).sum().backward()
+    numeric = torch.zeros_like(logits)
+    step = 1e-2
+    for index in itertools.product(*map(range, logits.shape)):
+        bumped = logits.detach().clone()
+        bumped[index] += step
+        up = likelihood(bumped).sum()
+        bumped[index] -= 2 * step
+        numeric[index] = (up - likelihood(bumped).sum()) / (2 * step)
+    assert logits.grad is not None
+    assert torch.allclose(logits.grad, numeric, atol=2e-3)
+
+
+def test_a_hundred_digits_is_exact_where_the_answer_is_known() -> None:
+    count = 100
+    a = torch.randint(0, 10, (4, count))
+    b = torch.randint(0, 10, (4, count))
+    sure = lambda d: torch.nn.functional.one_hot(d, 10).float().mul(60).sub(30).log_softmax(-1)  # noqa: E731
+    total = sum_of_most_probable_digits(sure(a), sure(b))
+    log_p = carry_chain_log_likelihood(sure(a), sure(b), total)
+    assert torch.allclose(log_p, torch.zeros(4), atol=1e-3)  # surely this sum
+    wrong = total.clone()
+    wrong[:, -1] = (wrong[:, -1] + 1) % 10
+    assert bool((carry_chain_log_likelihood(sure(a), sure(b), wrong) < -50).all())
+
+
+def test_most_probable_digits_add_with_carries() -> None:
+    a = torch.nn.functional.one_hot(torch.tensor([[9, 9, 9]]), 10).float()
+    b = torch.nn.functional.one_hot(torch.tensor([[0, 0, 1]]), 10).float()
+    assert sum_of_most_probable_digits(a, b).tolist() == [[1, 0, 0, 0]]
+    assert digits_of(torch.tensor([1000]), 4).tolist() == [[1, 0, 0, 0]]
