@@ -353,6 +353,9 @@ def _connect(ray: Any, address: str, dirs: DataDirs, threads: int) -> bool:
         "runtime_env": runtime_env,
     }
     if address == "local":
+        # Ray starts its workers at niceness 15, so that beside any other busy process
+        # on this machine the cells would starve; here they are the work at hand.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=available_cores(), **options)
     else:
         ray.init(address=address, **options)

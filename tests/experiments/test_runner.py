@@ -208,6 +208,8 @@ def test_ray_runs_the_same_cells_to_the_same_results(
     monkeypatch.chdir(ROOT)
     cells = grid(tiny.NAME, ["none", "upgrad"], [0, 1], single_task=False)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local instance: no token to write
+    # Ray runs its workers at niceness 15: beside a busy process they would starve
+    monkeypatch.setenv("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         results = run_grid(cells[:2], tmp_path, ray_address="auto", threads=1, imports=IMPORTS)
