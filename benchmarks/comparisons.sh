@@ -17,7 +17,7 @@ mkdir -p runs/compare
 timed --benchmark multi_mnist --methods "${METHODS[@]}" --seeds 5 --epochs 10
 timed --benchmark multi_mnist --methods "${METHODS[@]}" --seeds 5 --epochs 10 --protocol papers
 # (b) the two companions of Pareto MTL
-timed --benchmark multi_fashion --methods "${METHODS[@]}" --seeds 5 --epochs 10
-timed --benchmark multi_fashion_mnist --methods "${METHODS[@]}" --seeds 5 --epochs 10
+timed --benchmark multi_fashion --methods "${METHODS[@]}" --seeds 5 --epochs 5
+timed --benchmark multi_fashion_mnist --methods "${METHODS[@]}" --seeds 5 --epochs 5
 # (c) the documented task: the digit and the sum
-timed --benchmark digit_sum --methods none upgrad pcgrad mgda --seeds 5 --epochs 3
+timed --benchmark digit_sum --methods none upgrad pcgrad --seeds 5 --epochs 1

@@ -256,6 +256,9 @@ def sum_of_most_probable_digits(first: Tensor, second: Tensor) -> Tensor:
         first: ``(B, N, base)`` logits (or log-probabilities) of the first number's digits.
         second: ``(B, N, base)`` the second number's.
 
+    Returns:
+        ``(B, N + 1)`` int64 digits of the sum, most significant first.
+
     Example:
         >>> a = torch.zeros(1, 2, 10); a[0, 0, 9] = a[0, 1, 9] = 1.0  # 99
         >>> b = torch.zeros(1, 2, 10); b[0, 1, 3] = 1.0  # 03

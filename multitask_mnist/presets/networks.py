@@ -330,6 +330,13 @@ def mnist_addition_lenet(
         digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
         **pinned: ``base=10`` is accepted only with this value.
 
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, or a pinned
+            argument with another value.
+
     Example:
         >>> net = mnist_addition_lenet()
         >>> net.tasks[0].num_classes, net.num_parameters()

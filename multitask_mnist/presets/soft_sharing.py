@@ -69,6 +69,13 @@ def multi_mnist_mmoe(
         dropout: The dropout probability of the encoders and the heads.
         **pinned: ``num_classes=10`` is accepted only with this value.
 
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: An argument outside its range, or a pinned argument with another
+            value.
+
     Example:
         >>> net = multi_mnist_mmoe()
         >>> net.task_names, net.num_parameters()
@@ -100,6 +107,13 @@ def multi_mnist_cgc(
         levels: 1 for CGC, more for PLE.
         dropout: The dropout probability of the encoders and the heads.
         **pinned: ``num_classes=10`` is accepted only with this value.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: An argument outside its range, or a pinned argument with another
+            value.
 
     Example:
         >>> multi_mnist_cgc().num_parameters()
@@ -152,6 +166,13 @@ def multi_mnist_cross_stitch(
         per_channel: One 2x2 mix per channel, else one per stage.
         dropout: The dropout probability of the columns and the heads.
         **pinned: ``num_classes=10`` is accepted only with this value.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: An argument outside its range, or a pinned argument with another
+            value.
 
     Example:
         >>> multi_mnist_cross_stitch().num_parameters()
