@@ -42,7 +42,7 @@ def _scores(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def in_one_process(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    cells = grid(tiny.NAME, ["none", "upgrad"], [0, 1], single_task=False)
+    cells = grid(tiny.NAME, ["none", "upgrad"], [0], single_task=False)
     return run_grid(cells, tmp_path_factory.mktemp("one"), threads=1)
 
 
@@ -50,7 +50,7 @@ def test_two_workers_give_the_results_of_one_process(
     in_one_process: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)  # the workers import tests.experiments.tiny from here
-    cells = grid(tiny.NAME, ["none", "upgrad"], [0, 1], single_task=False)
+    cells = grid(tiny.NAME, ["none", "upgrad"], [0], single_task=False)
     seen: list[str] = []
     results = run_grid(
         cells,
@@ -61,7 +61,7 @@ def test_two_workers_give_the_results_of_one_process(
         on_result=lambda cell, result: seen.append(cell.name),
     )
     assert _scores(results) == _scores(in_one_process)
-    assert sorted(seen) == ["none", "none", "upgrad", "upgrad"]
+    assert sorted(seen) == ["none", "upgrad"]
     logs = [(cell.folder(tmp_path) / "worker.log").read_text() for cell in cells]
     assert all("Traceback" not in log for log in logs)
 
@@ -123,9 +123,9 @@ COMMAND = [
     "none",
     "upgrad",
     "--seeds",
-    "2",
+    "1",
     "--epochs",
-    "6",
+    "8",
     "--no-single-task",
     "--threads",
     "1",
@@ -153,7 +153,7 @@ def test_a_grid_killed_midway_finishes_where_it_stopped(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=120)
     finished = {path: path.stat().st_mtime_ns for path in _results(killed)}
     assert process.returncode == 128 + signal.SIGTERM, err.decode()
-    assert 1 <= len(finished) < 4, "the grid must stop midway for this test to mean anything"
+    assert len(finished) == 1, "the grid must stop midway for this test to mean anything"
     interrupted = [
         p.parent
         for p in killed.glob(f"{tiny.NAME}/**/last.pt")
@@ -189,7 +189,7 @@ def test_a_grid_killed_midway_finishes_where_it_stopped(tmp_path: Path) -> None:
         return out
 
     assert read(killed) == read(reference)  # resumed cells end exactly where whole ones do
-    assert "| upgrad | 2 |" in again.stdout and "summary.md" in again.stdout
+    assert "| upgrad | 1 |" in again.stdout and "summary.md" in again.stdout
 
 
 def _ray() -> Any:
@@ -206,14 +206,14 @@ def test_ray_runs_the_same_cells_to_the_same_results(
 ) -> None:
     ray = _ray()
     monkeypatch.chdir(ROOT)
-    cells = grid(tiny.NAME, ["none", "upgrad"], [0, 1], single_task=False)
+    cells = grid(tiny.NAME, ["none", "upgrad"], [0], single_task=False)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local instance: no token to write
     # Ray runs its workers at niceness 15: beside a busy process they would starve
     monkeypatch.setenv("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        results = run_grid(cells[:2], tmp_path, ray_address="auto", threads=1, imports=IMPORTS)
-        assert _scores(results) == _scores(in_one_process[:2])
+        results = run_grid(cells[:1], tmp_path, ray_address="auto", threads=1, imports=IMPORTS)
+        assert _scores(results) == _scores(in_one_process[:1])
         # the same command again: the finished cells are skipped, the others run on Ray
         results = run_grid(
             cells, tmp_path, ray_address="auto", workers=2, threads=1, imports=IMPORTS
