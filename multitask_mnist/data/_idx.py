@@ -54,16 +54,9 @@ def read_idx_shape(path: str | os.PathLike[str], *, ndim: int) -> tuple[int, ...
     header_len = 4 + 4 * ndim
     with path.open("rb") as f:
         header = f.read(header_len)
-    expected_magic = (_UBYTE << 8) | ndim
     if len(header) < 4:
         raise DataFileError(f"{path}: file is {size} bytes, too short for an IDX header")
-    magic = struct.unpack(">I", header[:4])[0]
-    if magic != expected_magic:
-        raise DataFileError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}); "
-            "is this the right file, and is it decompressed?"
-        )
+    _check_magic(header, ndim, str(path), "; is this the right file, and is it decompressed?")
     if len(header) < header_len:
         raise DataFileError(f"{path}: truncated header ({size} bytes, expected {header_len})")
     shape = struct.unpack(f">{ndim}I", header[4:])
@@ -131,15 +124,9 @@ def parse_idx(content: bytes, *, ndim: int, name: str) -> tuple[tuple[int, ...],
         ((2,), b'\\x07\\x03')
     """
     header_len = 4 + 4 * ndim
-    expected_magic = (_UBYTE << 8) | ndim
     if len(content) < header_len:
         raise DataFileError(f"{name}: {len(content)} bytes, too short for an IDX header")
-    magic = struct.unpack(">I", content[:4])[0]
-    if magic != expected_magic:
-        raise DataFileError(
-            f"{name}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
-        )
+    _check_magic(content, ndim, name)
     shape = tuple(struct.unpack(f">{ndim}I", content[4:header_len]))
     expected = header_len + math.prod(shape)
     if len(content) != expected:
@@ -148,3 +135,15 @@ def parse_idx(content: bytes, *, ndim: int, name: str) -> tuple[tuple[int, ...],
             f"{name}: {what}: {len(content)} bytes, expected {expected} for shape {shape}"
         )
     return shape, content[header_len:]
+
+
+def _check_magic(header: bytes, ndim: int, name: str, hint: str = "") -> None:
+    """Raise :class:`DataFileError` unless ``header`` starts with the magic number of
+    an unsigned-byte IDX file of ``ndim`` dimensions."""
+    expected = (_UBYTE << 8) | ndim
+    magic = struct.unpack(">I", header[:4])[0]
+    if magic != expected:
+        raise DataFileError(
+            f"{name}: wrong magic number 0x{magic:08x}, expected 0x{expected:08x} "
+            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}){hint}"
+        )

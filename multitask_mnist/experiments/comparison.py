@@ -178,5 +178,5 @@ def compare(
         on_result=on_result,
     )
     tables = comparison.output_dir / "tables" / cells[0].folder(Path()).parent.parent.as_posix()
-    files = write_reports(results, tables)
-    return Outcome(results, build_reports(results), files)
+    reports = build_reports(results)
+    return Outcome(results, reports, write_reports(results, tables, reports))

@@ -330,15 +330,24 @@ def runs_csv(results: Sequence[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
-def write_reports(results: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
+def write_reports(
+    results: Sequence[Mapping[str, Any]],
+    folder: Path,
+    reports: Sequence[Report] | None = None,
+) -> list[Path]:
     """Write ``runs.csv``, ``runs.json``, ``summary.md``, ``summary.rst`` and one
     ``pareto-*.png`` per two-task comparison (with matplotlib) into ``folder``.
+
+    Args:
+        results: ``result.json`` contents.
+        folder: Where the files go (created if missing).
+        reports: ``build_reports(results)``, when the caller has them already.
 
     Returns:
         The files written.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    reports = build_reports(results)
+    reports = build_reports(results) if reports is None else reports
     files = {
         "runs.csv": runs_csv(results),
         "runs.json": json.dumps(list(results), indent=1) + "\n",
