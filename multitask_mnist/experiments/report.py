@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,10 @@ class MethodRow:
         p_holm: The test's p-value after Holm's adjustment.
         best_epoch: The mean selected epoch.
         wall_time_s: The mean wall time of a run.
+        parameters: The network's number of parameters (``None`` where the results do
+            not say).
+        epoch_time_s: The mean training time of an epoch, evaluation excluded
+            (``None`` where the results do not say).
     """
 
     name: str
@@ -64,6 +68,8 @@ class MethodRow:
     p_holm: float | None
     best_epoch: float
     wall_time_s: float
+    parameters: int | None = None
+    epoch_time_s: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -112,6 +118,7 @@ class Report:
         if has_delta:
             header.append("Δm (%)")
         header += ["vs none (paired)", "p (Holm)", "verdict", "epoch", "time/run (s)"]
+        header += ["params", "train s/epoch"]
         body = []
         for row in self.rows:
             line = [row.name, str(len(row.seeds))]
@@ -125,6 +132,8 @@ class Report:
             )
             line.append("" if row.p_holm is None else f"{row.p_holm:.3f}")
             line += [row.verdict, f"{row.best_epoch:.1f}", f"{row.wall_time_s:.0f}"]
+            line.append("" if row.parameters is None else f"{row.parameters:,}")
+            line.append("" if row.epoch_time_s is None else f"{row.epoch_time_s:.1f}")
             body.append(line)
         return header, body
 
@@ -283,9 +292,24 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
                 p_holm=adjusted.get(name),
                 best_epoch=sum(float(r["best_epoch"]) for r in results) / len(results),
                 wall_time_s=sum(float(r["wall_time_s"]) for r in results) / len(results),
+                parameters=_same(r.get("parameters") for r in results),
+                epoch_time_s=_mean_epoch_time(results),
             )
         )
     return Report(benchmark, protocol, tag, bench.tasks, tuple(rows), baseline)
+
+
+def _same(values: Iterable[Any]) -> int | None:
+    """The one value every run reports (``None`` if any run does not, or they differ)."""
+    distinct = set(values)
+    return int(next(iter(distinct))) if len(distinct) == 1 and None not in distinct else None
+
+
+def _mean_epoch_time(results: Sequence[Mapping[str, Any]]) -> float | None:
+    """The mean over runs of training time per epoch, or ``None`` if a run lacks it."""
+    if not all("train_time_s" in r and r.get("epochs") for r in results):
+        return None
+    return sum(float(r["train_time_s"]) / int(r["epochs"]) for r in results) / len(results)
 
 
 #: The columns of ``runs.csv``.

@@ -28,6 +28,7 @@ from multitask_mnist.models.sharing import (
     FlattenConcat,
     MixtureOfExperts,
     ProgressiveExtraction,
+    TaskAttention,
 )
 from multitask_mnist.models.trunk import Conv, ConvTrunk, LayerSpec, MaxPool
 
@@ -55,6 +56,7 @@ __all__ = [
     "ProgressiveExtraction",
     "ScalarFusionHead",
     "SumOfNumbers",
+    "TaskAttention",
     "carry_chain_log_likelihood",
     "convolve_log",
     "digit_sum_net",

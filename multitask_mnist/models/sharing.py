@@ -11,7 +11,9 @@ The blocks here let each task weigh what it reads:
   all experts;
 * :class:`CrossStitch`: cross-stitch units (Misra et al., CVPR 2016), one column of
   layers per task with learned linear mixes of the columns' activations between
-  stages.
+  stages;
+* :class:`TaskAttention`: task attention after MTAN (Liu et al., CVPR 2019), one shared
+  column of stages and a soft mask per task and stage over its features.
 
 Each is one :class:`~multitask_mnist.models.Block` of a
 :class:`~multitask_mnist.models.MultiTaskNet` that reads any number of named inputs
@@ -21,7 +23,8 @@ and stages are any modules: a LeNet encoder, the documented trunk, an MLP.
 
 Gates record how much each task uses each expert, as means over the samples of the
 current epoch (:meth:`MixtureOfExperts.diagnostics`), which the Trainer writes into
-every epoch's metrics as ``gate_{task}_{expert}``.
+every epoch's metrics as ``gate_{task}_{expert}`` (task attention: the mean mask,
+``gate_{task}_stage{k}``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "FlattenConcat",
     "MixtureOfExperts",
     "ProgressiveExtraction",
+    "TaskAttention",
 ]
 
 
@@ -462,3 +466,98 @@ def _stitch(alpha: Tensor, stacked: Tensor, target: int, per_channel: bool) -> T
     for source in range(1, stacked.shape[1]):
         total = total + term(source)
     return total
+
+
+class TaskAttention(nn.Module):
+    """Task attention over a shared network, after MTAN (Liu et al., CVPR 2019).
+
+    One shared column of stages computes ``h_k = stage_k(h_{k-1})`` once for all tasks.
+    Each task has a soft mask per stage, ``m = sigmoid(mask(...))`` with the shape of
+    ``h_k``, and attends ``a_k = m * h_k``. The first mask reads ``h_1``; each later mask
+    reads ``cat([h_k, stage_k(a_{k-1})], dim=1)``: the shared features beside the task's
+    own previous attended features carried through the same stage (MTAN carries them
+    through a small extractor of its own; here the shared stage does that job, so any
+    stack of stages works without a matching extractor). A task's representation is its
+    last ``a_K``. The masks cost few parameters; the stages after the first run once
+    more per task.
+
+    Args:
+        stages: The shared stages; the first reads the block's inputs.
+        masks: ``{task: one module per stage}``; the first maps ``h_1`` to logits of
+            its shape, each later one maps the concatenation along dimension 1
+            (twice the width of ``h_k`` there) to logits of ``h_k``'s shape.
+
+    Shapes:
+        ``(B, ...)`` inputs -> ``{task: (B, *features)}`` (the last stage's shape).
+
+    Raises:
+        ValueError: No stages, no tasks, or a task whose masks are not one per stage.
+        TypeError: A stage or a mask that is not a module.
+
+    Example:
+        >>> att = TaskAttention(
+        ...     [nn.Linear(4, 3), nn.Linear(3, 2)],
+        ...     {"a": [nn.Linear(3, 3), nn.Linear(4, 2)], "b": [nn.Linear(3, 3), nn.Linear(4, 2)]},
+        ... )
+        >>> {task: tuple(z.shape) for task, z in att(torch.zeros(5, 4)).items()}
+        {'a': (5, 2), 'b': (5, 2)}
+    """
+
+    def __init__(
+        self, stages: Sequence[nn.Module], masks: Mapping[str, Sequence[nn.Module]]
+    ) -> None:
+        super().__init__()
+        self.stages = _modules("stages", stages)
+        if not isinstance(masks, Mapping):
+            raise InvalidTypeError(f"Expected `masks` to map tasks to modules, got {masks!r}")
+        self.tasks = _tasks(list(masks))
+        self.masks = nn.ModuleDict(
+            {task: _modules(f"masks[{task!r}]", masks[task]) for task in self.tasks}
+        )
+        for task in self.tasks:
+            if len(self._masks(task)) != len(self.stages):
+                raise InvalidValueError(
+                    f"Expected one mask per stage ({len(self.stages)}) for task {task!r}, "
+                    f"got {len(self._masks(task))}"
+                )
+        self._usage = _GateUsage()
+
+    def _masks(self, task: str) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.masks[task])
+
+    def attention(self, *inputs: Tensor) -> dict[str, list[Tensor]]:
+        """Each task's masks, stage by stage: ``{task: [sigmoid mask of h_k's shape]}``,
+        every value in ``(0, 1)``."""
+        return self._run(*inputs)[1]
+
+    def _run(self, *inputs: Tensor) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+        shared = self.stages[0](*inputs)
+        weights = {task: [torch.sigmoid(self._masks(task)[0](shared))] for task in self.tasks}
+        attended = {task: weights[task][0].to(shared.dtype) * shared for task in self.tasks}
+        for k in range(1, len(self.stages)):
+            stage = self.stages[k]
+            shared = stage(shared)
+            for task in self.tasks:
+                mixed = torch.cat([shared, stage(attended[task])], dim=1)
+                weight = torch.sigmoid(self._masks(task)[k](mixed))
+                weights[task].append(weight)
+                attended[task] = weight.to(shared.dtype) * shared
+        return attended, weights
+
+    def forward(self, *inputs: Tensor) -> dict[str, Tensor]:
+        """``{task: the task's attended features after the last stage}``."""
+        attended, weights = self._run(*inputs)
+        if self.training:
+            self._usage.add(
+                {
+                    task: torch.stack([w.reshape(w.shape[0], -1).float().mean(1) for w in ws], 1)
+                    for task, ws in weights.items()
+                }
+            )
+        return attended
+
+    def diagnostics(self) -> dict[str, float]:
+        """``gate_{task}_stage{k}``: the mean of each task's mask at each stage over the
+        training samples since the last call (1 passes everything; empty when none)."""
+        names = [f"stage{k}" for k in range(len(self.stages))]
+        return self._usage.report({task: names for task in self.tasks})

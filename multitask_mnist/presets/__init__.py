@@ -28,9 +28,11 @@ from multitask_mnist.presets.registry import (
     register,
 )
 from multitask_mnist.presets.soft_sharing import (
+    mnist_sum_mmoe,
     multi_mnist_cgc,
     multi_mnist_cross_stitch,
     multi_mnist_mmoe,
+    multi_mnist_mtan,
 )
 
 __all__ = [
@@ -47,10 +49,12 @@ __all__ = [
     "mnist_addition_lenet",
     "mnist_sum",
     "mnist_sum_bn",
+    "mnist_sum_mmoe",
     "multi_mnist_cgc",
     "multi_mnist_cross_stitch",
     "multi_mnist_lenet",
     "multi_mnist_mmoe",
+    "multi_mnist_mtan",
     "names",
     "register",
 ]

@@ -1,10 +1,12 @@
-"""Soft-sharing presets for the MultiMNIST family (MultiMNIST, MultiFashion,
-Multi-(Fashion+MNIST)): MultiLeNet-sized experts and columns in MMoE, CGC/PLE and
-cross-stitch blocks, with MultiLeNet's heads.
+"""Soft-sharing presets.
 
-Each reads ``image`` ``(1, 28, 28)`` and predicts ``left`` and ``right`` (10 classes),
-as :func:`~multitask_mnist.presets.multi_mnist_lenet` does, so every benchmark and
-method that trains that preset trains these.
+For the MultiMNIST family (MultiMNIST, MultiFashion, Multi-(Fashion+MNIST)):
+MultiLeNet-sized experts and columns in MMoE, CGC/PLE, cross-stitch and task-attention
+blocks, with MultiLeNet's heads. Each reads ``image`` ``(1, 28, 28)`` and predicts
+``left`` and ``right`` (10 classes), as :func:`~multitask_mnist.presets.multi_mnist_lenet`
+does, so every benchmark and method that trains that preset trains these.
+
+For the digit and the sum: :func:`mnist_sum_mmoe`, the documented trunk as experts.
 """
 
 from __future__ import annotations
@@ -15,19 +17,30 @@ from torch import nn
 
 from multitask_mnist.models import (
     Block,
+    ConvTrunk,
     CrossStitch,
     ExtractionLayer,
+    Fusion,
     Input,
     MixtureOfExperts,
     MultiLeNetEncoder,
     MultiLeNetHead,
     MultiTaskNet,
     ProgressiveExtraction,
+    ScalarFusionHead,
+    TaskAttention,
 )
+from multitask_mnist.presets.networks import MNIST_SUM_LAYERS
 from multitask_mnist.presets.registry import Range, pin, register
 from multitask_mnist.tasks import Task
 
-__all__ = ["multi_mnist_cgc", "multi_mnist_cross_stitch", "multi_mnist_mmoe"]
+__all__ = [
+    "mnist_sum_mmoe",
+    "multi_mnist_cgc",
+    "multi_mnist_cross_stitch",
+    "multi_mnist_mmoe",
+    "multi_mnist_mtan",
+]
 
 _SIDES = ("left", "right")
 _PIXELS = 28 * 28  # the gates read the flattened image
@@ -182,3 +195,103 @@ def multi_mnist_cross_stitch(
     columns = {side: _lenet_column(dropout) for side in _SIDES}
     stitch = CrossStitch(columns, per_channel=per_channel, channels=[10, 20])
     return _net(stitch, dropout)
+
+
+@register("multi_mnist_mtan")
+def multi_mnist_mtan(
+    *,
+    dropout: Annotated[float, Range(0, 1, include_high=False)] = 0.5,
+    **pinned: Any,
+) -> MultiTaskNet:
+    """Task attention (after MTAN) for MultiMNIST: one MultiLeNet encoder, a mask per
+    digit at each of its three stages.
+
+    The masks are a 1x1 convolution after each convolution stage (10 and 20 channels)
+    and a linear layer after the 50-wide feature layer, each followed by a sigmoid;
+    MultiLeNet's head per digit. 39,410 parameters: one encoder (21,330), the masks
+    (2 x 5,980) and two heads (2 x 3,060).
+
+    Args:
+        dropout: The dropout probability of the encoder and the heads.
+        **pinned: ``num_classes=10`` is accepted only with this value.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: An argument outside its range, or a pinned argument with another
+            value.
+
+    Example:
+        >>> multi_mnist_mtan().num_parameters()
+        39410
+    """
+    pin("multi_mnist_mtan", pinned, num_classes=10)
+
+    def masks() -> list[nn.Module]:
+        return [nn.Conv2d(10, 10, 1), nn.Conv2d(2 * 20, 20, 1), nn.Linear(2 * 50, 50)]
+
+    attention = TaskAttention(_lenet_column(dropout), {side: masks() for side in _SIDES})
+    return _net(attention, dropout)
+
+
+@register("mnist_sum_mmoe")
+def mnist_sum_mmoe(
+    *,
+    experts: Annotated[int, Range(1, 8)] = 2,
+    fusion: Fusion = "expectation",
+    **pinned: Any,
+) -> MultiTaskNet:
+    """MMoE for the digit and the sum: documented trunks as experts, a gate per task.
+
+    ``experts`` copies of the documented trunk (each ending in 10 logits) read the
+    image; each task's gate (reading the flattened image) mixes their logits. The digit
+    task reads its mix as its logits; the sum task's mix goes, with the number, into
+    the documented adder head (teacher-forced by the true digit, as in
+    :func:`~multitask_mnist.presets.mnist_sum`). The default fusion is
+    ``"expectation"``, so the sum's loss reaches its gate and the experts; with
+    ``"argmax"`` it would reach neither. 204,011 parameters with 2 experts.
+
+    Args:
+        experts: The number of experts (documented trunks, 100,410 parameters each).
+        fusion: How the sum's logits become the digit estimate the head adds (see
+            :class:`~multitask_mnist.models.ScalarFusionHead`).
+        **pinned: ``num_classes=10`` and ``in_channels=1`` are accepted only with
+            these values.
+
+    Returns:
+        The network, freshly initialized.
+
+    Raises:
+        ValueError: An argument outside its range, an unknown ``fusion``, or a pinned
+            argument with another value.
+
+    Example:
+        >>> import torch
+        >>> net = mnist_sum_mmoe()
+        >>> out = net({"image": torch.zeros(2, 1, 28, 28), "number": torch.tensor([3, 7])})
+        >>> net.num_parameters(), out["digit"].shape, out["sum"].shape
+        (204011, torch.Size([2, 10]), torch.Size([2]))
+    """
+    pin("mnist_sum_mmoe", pinned, num_classes=10, in_channels=1)
+    trunks = [ConvTrunk(MNIST_SUM_LAYERS) for _ in range(experts)]
+    head = ScalarFusionHead(10, hidden=(5, 5), fusion=fusion, side_range=(0, 9))
+    return MultiTaskNet(
+        {
+            "sharing": Block(MixtureOfExperts(trunks, ("digit", "sum"), _PIXELS), ["image"]),
+            "digit": Block(
+                nn.Identity(), ["sharing.digit"], Task("digit", "multiclass", num_classes=10)
+            ),
+            "head": Block(
+                head,
+                ["sharing.sum", "number"],
+                Task("sum", "regression"),
+                teacher="digit",
+                fast=True,
+            ),
+        },
+        [
+            Input("image", trunks[0].input_shape),
+            Input("number", (), integer=True, low=0, high=9),
+        ],
+    )

@@ -54,8 +54,10 @@ def save_curves(
 ) -> list[Path]:
     """Write ``loss.png`` (each step's training loss, faint, and its smoothed curve,
     with each epoch's train and validation loss), ``accuracy.png`` (every task's
-    accuracy per epoch) and, with gradient diagnostics, ``gradients.png``; the epoch
-    axis has whole-number ticks.
+    accuracy per epoch), with gradient diagnostics ``gradients.png``, and with a
+    soft-sharing block ``gates.png`` (each task's mean gate weight on each expert, or
+    its mean attention mask at each stage, per epoch); the epoch axis has whole-number
+    ticks.
 
     Args:
         history: The run's history.
@@ -79,11 +81,13 @@ def save_curves(
         and "_given_" not in key
         and key != f"{split}joint_accuracy"
     )
+    gates = tuple(key for key in seen if key.startswith("gate_"))
     written = []
     for name, keys, ylabel in (
         ("loss.png", ("train_loss", "val_loss"), "loss"),
         ("accuracy.png", accuracies, "accuracy (%)"),
         ("gradients.png", ("grad_cosine", "grad_norm_ratio"), "task gradients"),
+        ("gates.png", gates, "mean gate weight"),
     ):
         if not any(history.metric(key) for key in keys):
             continue  # no curve to draw (gradients: no gradient method)
@@ -99,7 +103,7 @@ def save_curves(
             values = history.metric(key)
             if values:
                 x = epochs[-len(values) :]
-                ax.plot(x, values, marker="o", linestyle="--", color=f"C{i}", label=key)
+                ax.plot(x, values, marker="o", linestyle="--", color=f"C{i % 10}", label=key)
         ax.set_xlim(0, max(epochs) * 1.03)  # from the start: one epoch still spans an axis
         ax.xaxis.set_major_locator(_whole_numbers())
         ax.set_xlabel("epoch")

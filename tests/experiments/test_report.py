@@ -114,3 +114,24 @@ def test_the_papers_protocol_is_labelled_and_kept_apart() -> None:
     assert [r.protocol for r in reports] == ["heldout", "papers"]
     assert "PAPERS' PROTOCOL (best epoch on test)" in reports[1].markdown()
     assert runs_csv(papers).splitlines()[1].startswith("multi_mnist,papers,")
+
+
+def test_parameters_and_time_per_epoch_come_from_the_runs() -> None:
+    results = [
+        r
+        | {
+            "parameters": 1000 + (0 if r["cell"]["method"] != "pcgrad" else 5),
+            "train_time_s": 20.0 + 10 * r["cell"]["seed"],
+        }
+        for r in RESULTS
+    ]
+    results[-1] = {k: v for k, v in results[-1].items() if k != "train_time_s"}  # a pcgrad run
+    [report] = build_reports(results)
+    rows = {row.name: row for row in report.rows}
+    assert rows["none"].parameters == 1000 and rows["pcgrad"].parameters == 1005
+    assert rows["none"].epoch_time_s == pytest.approx((2.0 + 3.0 + 4.0) / 3)  # 10 epochs each
+    assert rows["pcgrad"].epoch_time_s is None  # a run that does not say
+    line = next(line for line in report.markdown().splitlines() if line.startswith("| none |"))
+    assert line.endswith("| 1,000 | 3.0 |")
+    [plain] = build_reports(RESULTS)  # older results without either: empty cells
+    assert all(row.parameters is None for row in plain.rows)

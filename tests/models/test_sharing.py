@@ -1,8 +1,10 @@
-"""Soft sharing: MMoE, CGC/PLE and cross-stitch blocks, their defining properties,
-any number of inputs and tasks, every method training them, export and diagnostics."""
+"""Soft sharing: MMoE, CGC/PLE, cross-stitch and task-attention blocks, their defining
+properties, any number of inputs and tasks, every method training them, export,
+diagnostics and their plot."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from multitask_mnist import presets
+from multitask_mnist.data import AugmentedDigitDataset
 from multitask_mnist.methods import METHODS
 from multitask_mnist.models import (
     Block,
@@ -22,12 +25,14 @@ from multitask_mnist.models import (
     MixtureOfExperts,
     MultiTaskNet,
     ProgressiveExtraction,
+    TaskAttention,
 )
 from multitask_mnist.tasks import Task
 from multitask_mnist.training import Trainer, TrainerConfig
+from tests.conftest import SyntheticDigits
 from tests.experiments import tiny
 
-SOFT = ("multi_mnist_mmoe", "multi_mnist_cgc", "multi_mnist_cross_stitch")
+SOFT = ("multi_mnist_mmoe", "multi_mnist_cgc", "multi_mnist_cross_stitch", "multi_mnist_mtan")
 
 
 class Reads(nn.Module):
@@ -127,6 +132,60 @@ def test_cgc_gates_weigh_own_and_shared_experts_and_ple_levels_chain() -> None:
         ProgressiveExtraction([ExtractionLayer({"a": [Reads(4)]}, [], 4), cgc])
 
 
+class Open(nn.Module):
+    """A mask that lets everything through: logits of 40, whose sigmoid is 1.0 exactly
+    in float32."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.full_like(x[:, : self.width], 40.0)
+
+
+def test_task_attention_with_open_masks_is_hard_sharing_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    stages = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), nn.Conv2d(4, 2, 3)]
+    attention = TaskAttention(stages, {t: [Open(4), Open(2)] for t in ("a", "b")})
+    x = torch.randn(3, 1, 8, 8)
+    shared = stages[1](stages[0](x))
+    out = attention(x)
+    assert torch.equal(out["a"], shared) and torch.equal(out["b"], shared)
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 5), tasks=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_task_attention_masks_lie_in_0_1_with_each_stages_shape(
+    batch: int, tasks: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    stages = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), nn.Flatten(), nn.Linear(144, 5)]
+    masks = {
+        f"t{i}": [nn.Conv2d(4, 4, 1), nn.Linear(288, 144), nn.Linear(10, 5)] for i in range(tasks)
+    }
+    attention = TaskAttention(stages, masks)
+    x = torch.randn(batch, 1, 8, 8) * 5
+    weights = attention.attention(x)
+    shapes = [(batch, 4, 6, 6), (batch, 144), (batch, 5)]
+    for stage_masks in weights.values():
+        assert [tuple(m.shape) for m in stage_masks] == shapes
+        assert all(bool(((m > 0) & (m < 1)).all()) for m in stage_masks)
+    out = attention(x)
+    for task, stage_masks in weights.items():  # the output is the last mask times h_K
+        assert torch.allclose(out[task], stage_masks[-1] * stages[2](stages[1](stages[0](x))))
+
+
+def test_task_attention_refuses_masks_that_are_not_one_per_stage() -> None:
+    with pytest.raises(ValueError, match=r"one mask per stage \(2\) for task 'b', got 1"):
+        TaskAttention(
+            [nn.Linear(2, 2), nn.Linear(2, 2)],
+            {"a": [nn.Linear(2, 2), nn.Linear(4, 2)], "b": [nn.Linear(2, 2)]},
+        )
+    with pytest.raises(TypeError, match="`stages` to be a list of modules"):
+        TaskAttention(nn.Linear(2, 2), {"a": [nn.Linear(2, 2)]})  # type: ignore[arg-type]
+
+
 def _net(block: nn.Module, inputs: int, tasks: int) -> MultiTaskNet:
     names = [f"t{i}" for i in range(tasks)]
     return MultiTaskNet(
@@ -147,7 +206,7 @@ def _net(block: nn.Module, inputs: int, tasks: int) -> MultiTaskNet:
 @given(
     inputs=st.integers(1, 4),
     tasks=st.integers(1, 4),
-    kind=st.sampled_from(["mmoe", "cgc", "stitch"]),
+    kind=st.sampled_from(["mmoe", "cgc", "stitch", "attention"]),
 )
 def test_any_number_of_inputs_and_tasks(inputs: int, tasks: int, kind: str) -> None:
     width = sum(range(1, inputs + 1))
@@ -157,8 +216,12 @@ def test_any_number_of_inputs_and_tasks(inputs: int, tasks: int, kind: str) -> N
         block = MixtureOfExperts([Reads(width) for _ in range(2)], names, width)
     elif kind == "cgc":
         block = ExtractionLayer({n: [Reads(width)] for n in names}, [Reads(width)], width)
-    else:
+    elif kind == "stitch":
         block = CrossStitch({n: [Reads(width), nn.Linear(6, 6)] for n in names})
+    else:
+        block = TaskAttention(
+            [Reads(width), nn.Linear(6, 6)], {n: [nn.Linear(6, 6), nn.Linear(12, 6)] for n in names}
+        )
     net = _net(block, inputs, tasks)
     out = net({f"x{i}": torch.randn(5, i + 1) for i in range(inputs)})
     assert sorted(out) == sorted(names) and all(v.shape == (5, 3) for v in out.values())
@@ -184,7 +247,7 @@ def test_a_read_of_a_missing_entry_names_it() -> None:
 #: MGDA-UB, which differentiates with respect to the shared representation.
 CASES = [("multi_mnist_mmoe", method) for method in METHODS] + [
     (preset, method)
-    for preset in ("multi_mnist_cgc", "multi_mnist_cross_stitch")
+    for preset in ("multi_mnist_cgc", "multi_mnist_cross_stitch", "multi_mnist_mtan")
     for method in ("none", "upgrad", "mgda_ub")
 ]
 
@@ -216,6 +279,46 @@ def test_gate_usage_is_in_every_epochs_history(tmp_path: Path) -> None:
             assert sum(usage) == pytest.approx(1.0) and min(usage) >= 0
     assert "gate_left_expert0" in (tmp_path / "history.csv").read_text().splitlines()[0]
     assert "gate_right_expert2" in json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "gates.png").stat().st_size > 0
+
+
+def test_attention_masks_are_in_every_epochs_history(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    train, _ = tiny.load(0, None)  # type: ignore[arg-type]
+    config = TrainerConfig(epochs=1, batch_size=50, progress=False)
+    history = Trainer(presets.multi_mnist_mtan(), config).fit(train)
+    means = [history.epochs[0][f"gate_{t}_stage{k}"] for t in ("left", "right") for k in range(3)]
+    assert all(0 < mean < 1 for mean in means)
+
+
+def _sum_gate_gradient(fusion: str) -> Tensor | None:
+    torch.manual_seed(0)
+    net = presets.mnist_sum_mmoe(fusion=fusion)  # type: ignore[arg-type]
+    batch = next(iter(torch.utils.data.DataLoader(AugmentedDigitDataset(SyntheticDigits(8)), 8)))
+    out = net(image=batch.image, number=batch.number, targets={"digit": batch.digit})
+    if not out["sum"].requires_grad:
+        return None  # argmax: the sum's prediction is cut from every parameter
+    torch.nn.functional.mse_loss(out["sum"], batch.sum.float()).backward()
+    return net.sharing.gates["sum"].weight.grad
+
+
+def test_the_sum_reaches_its_gate_through_the_expectation_only() -> None:
+    grad = _sum_gate_gradient("expectation")
+    assert grad is not None and bool(grad.abs().sum() > 0)
+    grad = _sum_gate_gradient("argmax")
+    assert grad is None or not bool(grad.any())
+
+
+def test_the_digit_sum_mmoe_trains() -> None:
+    torch.manual_seed(0)
+    model = presets.mnist_sum_mmoe()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainerConfig(epochs=1, batch_size=16, progress=False, scheduler="constant")
+    history = Trainer(model, config).fit(AugmentedDigitDataset(SyntheticDigits(32)))
+    assert torch.isfinite(torch.tensor(history.epochs[0]["train_loss"]))
+    assert not torch.equal(before["sharing.gates.sum.weight"], model.sharing.gates["sum"].weight)
+    assert {"gate_digit_expert0", "gate_sum_expert1"} <= set(history.epochs[0])
 
 
 @pytest.mark.parametrize("preset", SOFT)
