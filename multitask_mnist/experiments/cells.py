@@ -354,6 +354,8 @@ def run_cell(cell: Cell, root: Path, dirs: DataDirs | None = None) -> dict[str, 
             load_model_state(model, load_checkpoint(best_path)["model"], source=best_path)
             scores = trainer.test(test)  # once, on the selected checkpoint
             result["test"] = {m: scores[m] for m in metrics}
+            if bench.probe is not None:
+                result["test"] |= bench.probe(model, dirs or DataDirs())
         else:
             result["test"] = {m: epochs[best][f"val_{m}"] for m in metrics}
             result["test_last_epoch"] = {m: epochs[-1][f"val_{m}"] for m in metrics}

@@ -93,6 +93,9 @@ class Report:
         tasks: The benchmark's tasks.
         rows: One per method, baselines first.
         baseline: The single-task baselines' test metric per task (mean over seeds).
+        probes: The benchmark's further test metrics (its ``probe``), each summarized
+            in :attr:`MethodRow.tasks` under its name without ``_accuracy`` and shown
+            after the tasks (MNIST-addition: ``digit``, the latent digit accuracy).
     """
 
     benchmark: str
@@ -101,6 +104,7 @@ class Report:
     tasks: tuple[str, ...]
     rows: tuple[MethodRow, ...]
     baseline: Mapping[str, float]
+    probes: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -113,7 +117,8 @@ class Report:
         return f"{self.benchmark}, {selection}, {self.tag}"
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
-        header = ["method", "n"] + [f"{task} (%)" for task in self.tasks]
+        columns = self.tasks + self.probes
+        header = ["method", "n"] + [f"{task} (%)" for task in columns]
         has_delta = any(row.delta_m is not None for row in self.rows)
         if has_delta:
             header.append("Δm (%)")
@@ -122,7 +127,7 @@ class Report:
         body = []
         for row in self.rows:
             line = [row.name, str(len(row.seeds))]
-            line += [_cell(row.tasks.get(task)) for task in self.tasks]
+            line += [_cell(row.tasks.get(task)) for task in columns]
             if has_delta:
                 line.append(_cell(row.delta_m))
             paired = row.versus_none
@@ -251,6 +256,15 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
             values = [r["test"][bench.metric(task)] for r in single.values()]
             baseline[task] = sum(values) / len(values)
     has_baseline = set(baseline) == set(bench.tasks) and len(bench.tasks) > 1
+    task_metrics = {bench.metric(task) for task in bench.tasks}
+    probes = tuple(
+        dict.fromkeys(
+            metric.removesuffix("_accuracy")
+            for _, result in runs
+            for metric in result["test"]
+            if metric not in task_metrics
+        )
+    )
 
     def per_seed_score(result: Mapping[str, Any]) -> float:
         scores = {t: float(result["test"][bench.metric(t)]) for t in bench.tasks}
@@ -276,8 +290,8 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
         results = [seeds[s] for s in sorted(seeds)]
         tasks = {
             task: summarize([r["test"][bench.metric(task)] for r in results])
-            for task in bench.tasks
-            if bench.metric(task) in results[0]["test"]
+            for task in bench.tasks + probes
+            if all(bench.metric(task) in r["test"] for r in results)
         }
         is_multi = name in multi
         rows.append(
@@ -296,7 +310,7 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
                 epoch_time_s=_mean_epoch_time(results),
             )
         )
-    return Report(benchmark, protocol, tag, bench.tasks, tuple(rows), baseline)
+    return Report(benchmark, protocol, tag, bench.tasks, tuple(rows), baseline, probes)
 
 
 def _same(values: Iterable[Any]) -> int | None:

@@ -1,9 +1,10 @@
 """Model pieces: the multi-task network of named blocks, the convolutional trunk and
 the fusion head, and the digit + sum composition of the two; the per-image classifier
 and exact sum head of MNIST-addition; soft-sharing blocks (MMoE, CGC/PLE,
-cross-stitch)."""
+cross-stitch, task attention)."""
 
 from multitask_mnist.models.addition import (
+    CarryChainSum,
     PerImage,
     SumOfNumbers,
     carry_chain_log_likelihood,
@@ -37,6 +38,7 @@ __all__ = [
     "FUSION_MODES",
     "AdderCertificate",
     "Block",
+    "CarryChainSum",
     "Conv",
     "ConvTrunk",
     "CrossStitch",

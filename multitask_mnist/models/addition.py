@@ -1,11 +1,13 @@
 """Sums of numbers written in several images: a classifier per image, an exact sum head.
 
-:class:`PerImage` runs one digit classifier over every image of a sample;
-:class:`SumOfNumbers` turns the digits' class distributions into the exact
-distribution of the sum of the numbers they write (a convolution of
-distributions), in log space. Trained with the sum's negative log-likelihood,
-the classifier learns the digits from the sums alone (MNIST-addition, Manhaeve et
-al., 2018).
+:class:`PerImage` runs one digit classifier over every image of a sample. Two heads
+give the exact likelihood of the sum from the digits' class distributions, in log
+space: :class:`SumOfNumbers`, the whole distribution of the sum (a convolution of
+distributions, ``base ** N`` classes per number), and :class:`CarryChainSum`, the
+probability of the sum's digits by a dynamic programme over positions with the carry as
+its state (:func:`carry_chain_log_likelihood`, linear in ``N``). Trained with the sum's
+negative log-likelihood, the classifier learns the digits from the sums alone
+(MNIST-addition, Manhaeve et al., 2018).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from multitask_mnist._validation import check_int
 from multitask_mnist.errors import InvalidValueError
+from multitask_mnist.tasks.task import Task
 
 __all__ = [
+    "CarryChainSum",
     "PerImage",
     "SumOfNumbers",
     "carry_chain_log_likelihood",
@@ -180,6 +185,11 @@ def digits_of(values: Tensor, count: int, base: int = 10) -> Tensor:
     return torch.stack(out[::-1], dim=1)
 
 
+#: The log-probability of what cannot happen, inside the carry chain: far below any
+#: real log-likelihood (200 digits at -1e4 each are -2e6), far above float32's limit.
+_IMPOSSIBLE = -1e30
+
+
 def carry_chain_log_likelihood(log_first: Tensor, log_second: Tensor, sum_digits: Tensor) -> Tensor:
     """The exact log-probability that two numbers of independent digits add up to the
     sum written in ``sum_digits``, by a dynamic programme over the digit positions whose
@@ -226,25 +236,23 @@ def carry_chain_log_likelihood(log_first: Tensor, log_second: Tensor, sum_digits
         pairs = convolve_log(
             log_first.float().reshape(-1, base), log_second.float().reshape(-1, base)
         ).reshape(batch, count, 2 * base - 1)  # log P(a_k + b_k = v), v = 0 .. 2 base - 2
-        # Pad so that v = -1 and v = 2 base - 1 (unreachable) read -inf.
-        pairs = nn.functional.pad(pairs, (1, 1), value=float("-inf"))
-        none = torch.full((batch,), float("-inf"), device=pairs.device)
+        # Pad so that v = -1 and v = 2 base - 1 (unreachable) read "impossible": a
+        # finite stand-in for -inf, since a logsumexp over -inf alone differentiates to
+        # NaN (0 * inf), which would reach the digits through the possible terms.
+        pairs = nn.functional.pad(pairs, (1, 1), value=_IMPOSSIBLE)
+        # Every position's transitions at once: (B, N, carry in, carry out), read at
+        # v = digit + base * carry_out - carry_in (+1 for the padding).
+        carry = torch.arange(2, device=pairs.device)
+        index = sum_digits[:, 1:, None, None].long() + base * carry - carry[:, None] + 1
+        moves = pairs.gather(2, index.reshape(batch, count, 4)).reshape(batch, count, 2, 2)
+        none = torch.full((batch,), _IMPOSSIBLE, device=pairs.device)
         alpha = torch.stack([torch.zeros_like(none), none], dim=1)  # no carry into the end
         for k in reversed(range(count)):
-            digit = sum_digits[:, k + 1].long()
-            table = pairs[:, k]
-            new = []
-            for carry_out in (0, 1):
-                terms = [
-                    alpha[:, carry_in]
-                    + table.gather(1, (digit + base * carry_out - carry_in + 1)[:, None])[:, 0]
-                    for carry_in in (0, 1)
-                ]
-                new.append(torch.logsumexp(torch.stack(terms, dim=1), dim=1))
-            alpha = torch.stack(new, dim=1)
+            alpha = torch.logsumexp(alpha[:, :, None] + moves[:, k], dim=1)
         lead = sum_digits[:, 0].long()
-        padded = torch.cat([alpha, none[:, None]], dim=1)  # a leading digit above 1: -inf
-        return padded.gather(1, lead.clamp(0, 2)[:, None])[:, 0]
+        padded = torch.cat([alpha, none[:, None]], dim=1)  # a leading digit above 1
+        found = padded.gather(1, lead.clamp(0, 2)[:, None])[:, 0]
+        return torch.where(found < _IMPOSSIBLE / 2, float("-inf"), found)
 
 
 def sum_of_most_probable_digits(first: Tensor, second: Tensor) -> Tensor:
@@ -275,3 +283,91 @@ def sum_of_most_probable_digits(first: Tensor, second: Tensor) -> Tensor:
         carry = torch.div(total, base, rounding_mode="floor")
     out.append(carry)
     return torch.stack(out[::-1], dim=1)
+
+
+class CarryChainSum(nn.Module):
+    """The exact sum of two ``N``-digit numbers, for any ``N``: the digits'
+    log-probabilities, scored against the sum's digits by :func:`carry_chain_log_likelihood`.
+
+    The module itself only normalizes: its output, the prediction of a ``"digits"``
+    task (:meth:`task`), is the ``2 N`` digits' log-probabilities. The task's loss is
+    the negative log-likelihood of the sum's ``N + 1`` digits; its prediction is the
+    sum of the most probable digits (:func:`sum_of_most_probable_digits`), right when
+    every digit of the sum is.
+
+    Args:
+        digits: Digits per number, ``N`` (at least 1).
+        base: The digits' base (at least 2).
+
+    Shapes:
+        ``(B, 2 N, base)`` logits -> ``(B, 2 N, base)`` float32 log-probabilities;
+        targets ``(B, N + 1)`` int64 digits of the sum, most significant first.
+
+    Raises:
+        ValueError: An argument below its minimum.
+
+    Example:
+        >>> head = CarryChainSum(digits=2)
+        >>> sure = torch.full((1, 4, 10), -1e4)
+        >>> sure[0, 0, 4] = sure[0, 1, 7] = sure[0, 2, 5] = sure[0, 3, 8] = 0.0  # 47, 58
+        >>> prediction = head(sure)
+        >>> head.decode(prediction).tolist()
+        [[1, 0, 5]]
+        >>> head.negative_log_likelihood(prediction, torch.tensor([[1, 0, 5]])).abs()
+        tensor([0.])
+    """
+
+    def __init__(self, digits: int, base: int = 10) -> None:
+        super().__init__()
+        self.digits = check_int("digits", digits, minimum=1)
+        self.base = check_int("base", base, minimum=2)
+
+    def forward(self, logits: Tensor) -> Tensor:
+        """``(B, 2 N, base)`` digit logits -> their float32 log-probabilities.
+
+        Raises:
+            ValueError: ``logits`` of another shape.
+        """
+        expected = (2 * self.digits, self.base)
+        if tuple(logits.shape[1:]) != expected:
+            raise InvalidValueError(
+                f"Expected digit logits of shape (B, {expected[0]}, {expected[1]}), got "
+                f"{tuple(logits.shape)}"
+            )
+        with torch.autocast(logits.device.type, enabled=False):
+            return torch.log_softmax(logits.float(), dim=-1)
+
+    def negative_log_likelihood(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``(B,)``: minus the log-probability of each sum's ``(B, N + 1)`` digits."""
+        n = self.digits
+        return -carry_chain_log_likelihood(prediction[:, :n], prediction[:, n:], target)
+
+    def decode(self, prediction: Tensor) -> Tensor:
+        """``(B, N + 1)``: the sum of the most probable digits, most significant first."""
+        return sum_of_most_probable_digits(
+            prediction[:, : self.digits], prediction[:, self.digits :]
+        )
+
+    def task(self, name: str = "sum") -> Task:
+        """The ``"digits"`` task this head predicts: its loss and its decoding.
+
+        Args:
+            name: The task's name.
+
+        Returns:
+            ``Task(name, "digits", num_classes=base, ...)``.
+
+        Example:
+            >>> CarryChainSum(digits=15).task().kind
+            'digits'
+        """
+        return Task(
+            name,
+            "digits",
+            num_classes=self.base,
+            loss=self.negative_log_likelihood,
+            decode=self.decode,
+        )
+
+    def extra_repr(self) -> str:
+        return f"digits={self.digits}, base={self.base}"

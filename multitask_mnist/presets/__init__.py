@@ -9,9 +9,11 @@ from the preset it records (:func:`from_checkpoint`).
 
 from multitask_mnist.presets.networks import (
     MAX_ADDITION_DIGITS,
+    MAX_CONVOLUTION_DIGITS,
     MNIST_SUM_BN_LAYERS,
     MNIST_SUM_LAYERS,
     NUMBER_LIMIT,
+    AdditionHead,
     mnist_addition,
     mnist_addition_lenet,
     mnist_sum,
@@ -37,9 +39,11 @@ from multitask_mnist.presets.soft_sharing import (
 
 __all__ = [
     "MAX_ADDITION_DIGITS",
+    "MAX_CONVOLUTION_DIGITS",
     "MNIST_SUM_BN_LAYERS",
     "MNIST_SUM_LAYERS",
     "NUMBER_LIMIT",
+    "AdditionHead",
     "Range",
     "describe",
     "from_checkpoint",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from torch import nn
 
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.models import (
     Block,
+    CarryChainSum,
     Conv,
     ConvTrunk,
     Fusion,
@@ -33,9 +35,11 @@ from multitask_mnist.tasks import Task
 
 __all__ = [
     "MAX_ADDITION_DIGITS",
+    "MAX_CONVOLUTION_DIGITS",
     "MNIST_SUM_BN_LAYERS",
     "MNIST_SUM_LAYERS",
     "NUMBER_LIMIT",
+    "AdditionHead",
     "mnist_addition",
     "mnist_addition_lenet",
     "mnist_sum",
@@ -45,9 +49,17 @@ __all__ = [
 
 #: The largest magnitude of a number the digit + sum presets add (``number_range``).
 NUMBER_LIMIT = 10**6
-#: The most digits per number ``mnist_addition`` builds: its exact sum head holds a
-#: class for every possible sum, ``2 * 10 ** N - 1`` of them.
-MAX_ADDITION_DIGITS = 4
+#: The most digits per number the MNIST-addition presets build (with the carry-chain
+#: head, whose cost is linear in ``N``).
+MAX_ADDITION_DIGITS = 1000
+#: The most digits per number of the convolution head (``head="convolution"``), which
+#: holds a class for every possible sum, ``2 * 10 ** N - 1`` of them.
+MAX_CONVOLUTION_DIGITS = 2
+
+#: The exact sum heads of MNIST-addition: the whole distribution of the sum
+#: (:class:`~multitask_mnist.models.SumOfNumbers`) or the probability of its digits
+#: (:class:`~multitask_mnist.models.CarryChainSum`).
+AdditionHead = Literal["convolution", "carry_chain"]
 
 #: The documented trunk, nine layers from 28x28 down to 10 channels at 1x1.
 MNIST_SUM_LAYERS: tuple[LayerSpec, ...] = (
@@ -251,48 +263,89 @@ def multi_mnist_lenet(
     )
 
 
+def _addition_head(digits: int, head: AdditionHead | None) -> tuple[nn.Module, Task]:
+    """The sum head and its task; ``None`` picks the convolution for one digit (faster
+    there, by measurement) and the carry chain above."""
+    chosen = head if head is not None else ("convolution" if digits == 1 else "carry_chain")
+    if chosen == "convolution":
+        if digits > MAX_CONVOLUTION_DIGITS:
+            raise InvalidValueError(
+                f"Expected `digits` of at most {MAX_CONVOLUTION_DIGITS} with "
+                f"head='convolution' (it holds 2 * 10 ** N - 1 classes), got {digits}; "
+                f"use head='carry_chain'"
+            )
+        convolution = SumOfNumbers(operands=2, digits=digits)
+        return convolution, Task("sum", "multiclass", convolution.num_classes)
+    if chosen != "carry_chain":
+        raise InvalidValueError(
+            f"Expected `head` to be 'convolution' or 'carry_chain', got {head!r}"
+        )
+    chain = CarryChainSum(digits)
+    return chain, chain.task("sum")
+
+
+def _addition_net(classifier: nn.Module, digits: int, head: AdditionHead | None) -> MultiTaskNet:
+    module, task = _addition_head(digits, head)
+    return MultiTaskNet(
+        {
+            "digits": Block(PerImage(classifier), ["images"]),
+            "sum": Block(module, ["digits"], task),
+        },
+        [Input("images", (2 * digits, 1, 28, 28))],
+    )
+
+
 @register("mnist_addition")
 def mnist_addition(
-    *, digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1, **pinned: Any
+    *,
+    digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1,
+    head: AdditionHead | None = None,
+    **pinned: Any,
 ) -> MultiTaskNet:
     """MNIST-addition: the documented trunk reads every digit, an exact head adds them.
 
     Input ``images`` ``(2 N, 1, 28, 28)``: the digits of two ``N``-digit numbers, as
     :class:`~multitask_mnist.data.MNISTAddition` gives them. Block ``digits`` applies
-    the documented trunk (:data:`MNIST_SUM_LAYERS`, the same weights) to each image;
-    block ``sum`` (:class:`~multitask_mnist.models.SumOfNumbers`) turns the ``2 N``
-    digit distributions into the exact log-distribution of the sum, the logits of the
-    multiclass task ``sum`` (``2 (10 ** N - 1) + 1`` classes), whose cross-entropy is
-    the sum's negative log-likelihood. There is no digit task: the digits are latent
-    and learned from the sums; ``net.get_submodule("digits.classifier")`` is the digit
-    classifier, to evaluate on its own.
+    the documented trunk (:data:`MNIST_SUM_LAYERS`, the same weights) to each image.
+    Block ``sum`` is exact either way:
+
+    * ``head="convolution"`` (:class:`~multitask_mnist.models.SumOfNumbers`): the sum's
+      whole log-distribution, the logits of a multiclass task ``sum`` (``2 (10 ** N -
+      1) + 1`` classes) whose cross-entropy is the sum's negative log-likelihood;
+      labels are whole sums; up to :data:`MAX_CONVOLUTION_DIGITS` digits.
+    * ``head="carry_chain"`` (:class:`~multitask_mnist.models.CarryChainSum`): the
+      digits' log-probabilities, the prediction of a ``"digits"`` task ``sum`` whose
+      loss is the negative log-likelihood of the sum's ``N + 1`` digits; labels are
+      those digits (``MNISTAddition(sum_digits=True)``); any ``N``.
+
+    The default is the convolution for ``N = 1``, where it measured faster, and the
+    carry chain above (see the docs' "Learning from sums"). There is no digit task: the
+    digits are latent and learned from the sums; ``net.get_submodule("digits.classifier")``
+    is the digit classifier, to evaluate on its own.
 
     Args:
         digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
+        head: ``"convolution"``, ``"carry_chain"``, or ``None`` for the default above.
         **pinned: ``base=10`` is accepted only with this value.
 
     Returns:
         The network, freshly initialized.
 
     Raises:
-        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, or a pinned
-            argument with another value.
+        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, a convolution
+            head above :data:`MAX_CONVOLUTION_DIGITS` digits, an unknown head, or a
+            pinned argument with another value.
         TypeError: ``digits`` not an int, or an argument the preset does not take.
 
     Example:
-        >>> net = mnist_addition(digits=2)
+        >>> net = mnist_addition(digits=2, head="convolution")
         >>> net.task_names, net.tasks[0].num_classes, net.num_parameters()
         (('sum',), 199, 100410)
+        >>> mnist_addition(digits=15).tasks[0].kind
+        'digits'
     """
     pin("mnist_addition", pinned, base=10)
-    head = SumOfNumbers(operands=2, digits=digits)
-    return MultiTaskNet(
-        {
-            "digits": Block(PerImage(ConvTrunk(MNIST_SUM_LAYERS)), ["images"]),
-            "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
-        },
-        [Input("images", (2 * digits, 1, 28, 28))],
-    )
+    return _addition_net(ConvTrunk(MNIST_SUM_LAYERS), digits, head)
 
 
 class _DigitLeNet(nn.Sequential):
@@ -317,7 +370,10 @@ class _DigitLeNet(nn.Sequential):
 
 @register("mnist_addition_lenet")
 def mnist_addition_lenet(
-    *, digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1, **pinned: Any
+    *,
+    digits: Annotated[int, Range(1, MAX_ADDITION_DIGITS)] = 1,
+    head: AdditionHead | None = None,
+    **pinned: Any,
 ) -> MultiTaskNet:
     """MNIST-addition with the benchmark's own network: DeepProbLog's LeNet per image.
 
@@ -328,26 +384,24 @@ def mnist_addition_lenet(
 
     Args:
         digits: Digits per number, ``N``, from 1 to :data:`MAX_ADDITION_DIGITS`.
+        head: ``"convolution"``, ``"carry_chain"``, or ``None`` (the convolution for
+            ``N = 1``, the carry chain above).
         **pinned: ``base=10`` is accepted only with this value.
 
     Returns:
         The network, freshly initialized.
 
     Raises:
-        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, or a pinned
-            argument with another value.
+        ValueError: ``digits`` outside 1..:data:`MAX_ADDITION_DIGITS`, a convolution
+            head above :data:`MAX_CONVOLUTION_DIGITS` digits, an unknown head, or a
+            pinned argument with another value.
 
     Example:
         >>> net = mnist_addition_lenet()
         >>> net.tasks[0].num_classes, net.num_parameters()
         (19, 44426)
+        >>> mnist_addition_lenet(digits=100).num_parameters()
+        44426
     """
     pin("mnist_addition_lenet", pinned, base=10)
-    head = SumOfNumbers(operands=2, digits=digits)
-    return MultiTaskNet(
-        {
-            "digits": Block(PerImage(_DigitLeNet()), ["images"]),
-            "sum": Block(head, ["digits"], Task("sum", "multiclass", head.num_classes)),
-        },
-        [Input("images", (2 * digits, 1, 28, 28))],
-    )
+    return _addition_net(_DigitLeNet(), digits, head)

@@ -23,7 +23,7 @@ def invalid_labels(task: Task, target: Tensor) -> Tensor:
 
     Args:
         task: The task.
-        target: ``(B,)`` its labels.
+        target: ``(B,)`` its labels (``(B, L)`` for a digits task).
 
     Returns:
         True where a present label is out of the task's range.
@@ -36,6 +36,10 @@ def invalid_labels(task: Task, target: Tensor) -> Tensor:
     present = label_mask(target)
     if task.kind == "regression":
         valid = torch.isfinite(target) if target.is_floating_point() else present
+    elif task.kind == "digits":
+        if target.ndim != 2 or target.is_floating_point():
+            return torch.ones(target.shape[:1], dtype=torch.bool, device=target.device)
+        valid = ((target >= 0) & (target < (task.num_classes or 10))).all(1)
     else:
         high = task.num_classes if task.kind == "multiclass" else 2
         whole = target == target.round() if target.is_floating_point() else present
@@ -49,6 +53,11 @@ def _allowed(task: Task) -> str:
         return f"has {task.num_classes} classes: labels 0..{(task.num_classes or 2) - 1}, {missing}"
     if task.kind == "binary":
         return f"is binary: labels 0 or 1, {missing}"
+    if task.kind == "digits":
+        return (
+            f"is digits in base {task.num_classes}: (B, L) whole-number labels, each "
+            f"0..{(task.num_classes or 10) - 1}, {missing}"
+        )
     return "is a regression: finite targets, or NaN where missing"
 
 
@@ -86,8 +95,7 @@ at sample 41
         bad = invalid_labels(task, target)
         if bool(bad.any()):
             position = int(bad.nonzero()[0, 0])
-            value = target[position].item()
+            row = target[position]
+            value = f"{row.item():g}" if row.ndim == 0 else str(row.tolist())
             where = int(indices[position]) if indices is not None else position
-            raise LabelError(
-                f"Task {task.name!r} {_allowed(task)}; got {value:g} at sample {where}"
-            )
+            raise LabelError(f"Task {task.name!r} {_allowed(task)}; got {value} at sample {where}")

@@ -19,7 +19,8 @@ def label_mask(target: Tensor) -> Tensor:
     Args:
         target: ``(B,)`` labels: integer targets mark a missing one with
             :data:`~multitask_mnist.tasks.MISSING` (-1), float targets with NaN (so a
-            real target of -1.0 stays a label).
+            real target of -1.0 stays a label); ``(B, L)`` labels (digits) are missing
+            where any entry is.
 
     Returns:
         True where a label is present.
@@ -28,9 +29,8 @@ def label_mask(target: Tensor) -> Tensor:
         >>> label_mask(torch.tensor([3, -1, 0])).tolist()
         [True, False, True]
     """
-    if target.is_floating_point():
-        return ~torch.isnan(target)
-    return target != MISSING
+    present = ~torch.isnan(target) if target.is_floating_point() else target != MISSING
+    return present.flatten(1).all(1) if target.ndim > 1 else present
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:

@@ -120,7 +120,7 @@ class TaskMetrics:
             for task in self.tasks:
                 mask, target = found[task.name], targets[task.name]
                 prediction = predictions[task.name].detach()
-                safe = torch.where(mask, target, task.dummy_target(target))
+                safe = task.fill_missing(target, mask)
                 count = mask.sum().double()
                 if losses is not None:
                     loss = losses[task.name].detach().double() * count

@@ -15,7 +15,7 @@ from multitask_mnist.errors import InvalidValueError
 
 __all__ = ["DIGIT_SUM_TASKS", "MISSING", "TASK_KINDS", "Task", "TaskKind", "teacher_forced_key"]
 
-TaskKind = Literal["multiclass", "binary", "regression"]
+TaskKind = Literal["multiclass", "binary", "regression", "digits"]
 #: The kinds of task the library knows.
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 #: The label that marks a sample without a label for a task in integer targets (float
@@ -23,6 +23,7 @@ TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 MISSING = -1
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+Decoder = Callable[[Tensor], Tensor]
 
 
 def teacher_forced_key(task: str) -> str:
@@ -69,16 +70,23 @@ class Task:
         name: The task's name: the key of its prediction, its target and its metrics
             (``digit_accuracy``).
         kind: ``"multiclass"`` (logits ``(B, C)``, integer targets ``0..C-1``),
-            ``"binary"`` (one logit ``(B,)``, targets 0 or 1) or ``"regression"``
+            ``"binary"`` (one logit ``(B,)``, targets 0 or 1), ``"regression"``
             (values ``(B,)``, real targets; right when the rounded value equals the
-            target, as for a sum).
-        num_classes: ``C``, for ``"multiclass"`` only.
+            target, as for a sum) or ``"digits"`` (a number written as ``L`` digits,
+            most significant first: targets ``(B, L)`` whole numbers in ``0..C-1``,
+            any prediction that ``decode`` reads; right when every digit is, and
+            missing where any digit is :data:`MISSING`).
+        num_classes: ``C``: the classes of ``"multiclass"``, the base of ``"digits"``.
         loss: A per-sample loss ``(prediction, target) -> (B,)``; defaults by kind to
-            cross-entropy, binary cross-entropy on logits, or squared error.
+            cross-entropy, binary cross-entropy on logits, or squared error;
+            ``"digits"`` has no default.
+        decode: ``"digits"`` only: ``prediction -> (B, L)`` the predicted digits.
 
     Raises:
-        ValueError: An empty name, an unknown kind, or ``num_classes`` missing for a
-            multiclass task, given for another kind, or below 2.
+        ValueError: An empty name, an unknown kind, ``num_classes`` missing for a
+            multiclass or digits task, given for another kind, or below 2, or a
+            digits task without ``loss`` and ``decode`` (or ``decode`` on another
+            kind).
 
     Example:
         >>> digit = Task("digit", "multiclass", num_classes=10)
@@ -92,6 +100,7 @@ class Task:
     kind: TaskKind
     num_classes: int | None = None
     loss: PerSampleLoss | None = None
+    decode: Decoder | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -99,14 +108,25 @@ class Task:
                 f"Expected argument `name` to be a non-empty str, got {self.name!r}"
             )
         check_choice("kind", self.kind, TASK_KINDS)
-        if self.kind == "multiclass":
+        if self.kind in ("multiclass", "digits"):
             if self.num_classes is None:
-                raise InvalidValueError(f"Task {self.name!r} is multiclass: give its `num_classes`")
+                raise InvalidValueError(
+                    f"Task {self.name!r} is {self.kind}: give its `num_classes`"
+                )
             check_int("num_classes", self.num_classes, minimum=2)
         elif self.num_classes is not None:
             raise InvalidValueError(
-                f"Argument `num_classes` applies to multiclass tasks only; task {self.name!r} "
-                f"is {self.kind}"
+                f"Argument `num_classes` applies to multiclass and digits tasks only; task "
+                f"{self.name!r} is {self.kind}"
+            )
+        if self.kind == "digits" and (self.loss is None or self.decode is None):
+            raise InvalidValueError(
+                f"Task {self.name!r} is digits: give its `loss` and `decode`, got "
+                f"loss={self.loss!r}, decode={self.decode!r}"
+            )
+        if self.kind != "digits" and self.decode is not None:
+            raise InvalidValueError(
+                f"Argument `decode` applies to digits tasks only; task {self.name!r} is {self.kind}"
             )
 
     def loss_per_sample(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -115,7 +135,10 @@ class Task:
         return function(prediction, target)
 
     def predicted(self, prediction: Tensor) -> Tensor:
-        """``(B,)`` the predicted label: the class, 0/1, or the rounded value."""
+        """``(B,)`` the predicted label: the class, 0/1, or the rounded value; ``(B, L)``
+        the decoded digits."""
+        if self.decode is not None:
+            return self.decode(prediction)
         if self.kind == "multiclass":
             return prediction.argmax(dim=-1)
         if self.kind == "binary":
@@ -125,7 +148,8 @@ class Task:
     def correct(self, prediction: Tensor, target: Tensor) -> Tensor:
         """``(B,)`` bool: whether each prediction is right."""
         predicted = self.predicted(prediction)
-        return predicted == target.to(predicted.dtype)
+        right = predicted == target.to(predicted.dtype)
+        return right.all(-1) if self.kind == "digits" else right
 
     def masked_mean_loss(self, prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         """``()`` the mean loss over the samples where ``mask`` is true; zero (no NaN,
@@ -139,13 +163,19 @@ class Task:
             ignored = torch.where(mask, target.long(), -100)
             total = F.cross_entropy(prediction, ignored, ignore_index=-100, reduction="sum")
             return total / count
-        safe = torch.where(mask, target, self.dummy_target(target))
+        safe = self.fill_missing(target, mask)
         per_sample = self.loss_per_sample(prediction, safe)
         return torch.where(mask, per_sample, torch.zeros_like(per_sample)).sum() / count
 
     def dummy_target(self, target: Tensor) -> Tensor:
         """A valid label of ``target``'s shape and dtype, to stand in for missing ones."""
         return torch.zeros_like(target)
+
+    def fill_missing(self, target: Tensor, mask: Tensor) -> Tensor:
+        """``target`` with :meth:`dummy_target` where the ``(B,)`` ``mask`` is false (every
+        digit of a digits label)."""
+        rows = mask.view(-1, *([1] * (target.ndim - 1)))
+        return torch.where(rows, target, self.dummy_target(target))
 
 
 #: The canonical pair: the digit (10 classes) and the sum (a regression), by name.

@@ -71,7 +71,9 @@ def evaluate(
     if len(data) == 0:  # type: ignore[arg-type]
         raise InvalidValueError("Expected the evaluation data to hold at least one sample, got 0")
     model = task.model
-    classes = {t.name: t.num_classes for t in model.tasks if t.num_classes is not None}
+    classes = {
+        t.name: t.num_classes for t in model.tasks if t.kind == "multiclass" and t.num_classes
+    }
     confusion = {
         name: torch.zeros(c * c, dtype=torch.long, device=batches.device)
         for name, c in classes.items()

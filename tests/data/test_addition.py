@@ -56,3 +56,35 @@ def test_the_real_splits_have_the_benchmarks_sizes(mnist_root: Path) -> None:
     for digits, train, test in ((1, 30_000, 5_000), (2, 15_000, 2_500)):
         assert len(MNISTAddition(mnist_root, digits=digits)) == train
         assert len(MNISTAddition(mnist_root, train=False, digits=digits)) == test
+
+
+@pytest.mark.parametrize("digits", [1, 2, 3])
+def test_sum_digits_write_the_sum(tmp_path: Path, digits: int) -> None:
+    root = write_fake_mnist(tmp_path, n_train=24, n_test=10)
+    whole = MNISTAddition(root, digits=digits, seed=5)
+    written = MNISTAddition(root, digits=digits, seed=5, sum_digits=True)
+    assert written.sums.shape == (len(whole), digits + 1)
+    for total, row in zip(whole.sums, written.sums, strict=True):
+        assert int("".join(map(str, row.tolist()))) == int(total)
+    assert written[0].sum.shape == (digits + 1,)
+    with pytest.raises(ValueError, match="labelled by their digits"):
+        _ = written.num_classes
+
+
+def test_a_hundred_digits_builds_nothing_exponential(mnist_root: Path) -> None:
+    data = MNISTAddition(mnist_root, digits=100, sum_digits=True)
+    assert len(data) == 300 and data.sums.shape == (300, 101)  # 60,000 / 200
+    for g in (0, 299):  # Python's big integers check the carries
+        d = data.digit_labels[g].tolist()
+        first, second = int("".join(map(str, d[:100]))), int("".join(map(str, d[100:])))
+        assert "".join(map(str, data.sums[g].tolist())) == str(first + second).zfill(101)
+    assert len(MNISTAddition(mnist_root, train=False, digits=15, sum_digits=True)) == 333
+
+
+def test_long_sums_need_digit_labels(tmp_path: Path) -> None:
+    root = write_fake_mnist(tmp_path, n_train=40, n_test=10)
+    with pytest.raises(ValueError, match="does not fit in int64; pass sum_digits=True"):
+        MNISTAddition(root, digits=19)
+    assert MNISTAddition(root, digits=19, sum_digits=True).sums.shape == (1, 20)
+    with pytest.raises(ValueError, match=r"at least one sample \(42 images\) in the 40 images"):
+        MNISTAddition(root, digits=21, sum_digits=True)

@@ -103,9 +103,14 @@ def test_the_preset_reads_the_images_and_predicts_the_sum_only() -> None:
     assert torch.allclose(out["sum"].exp().sum(-1), torch.ones(3), atol=1e-5)
     trunk = presets.mnist_sum().get_submodule("trunk")
     assert net.num_parameters() == sum(p.numel() for p in trunk.parameters())  # the head has none
-    with pytest.raises(ValueError, match=r"^Expected argument `digits` to be in \[1, 4\], got 0$"):
+    with pytest.raises(
+        ValueError, match=r"^Expected argument `digits` to be in \[1, 1000\], got 0$"
+    ):
         presets.mnist_addition(digits=0)
-    with pytest.raises(ValueError, match=r"^Expected argument `digits` to be in \[1, 4\], got 5$"):
-        presets.mnist_addition(digits=5)  # 2 * 10**5 - 1 classes: beyond the exact head's bound
+    with pytest.raises(ValueError, match=r"to be in \[1, 1000\], got 1001$"):
+        presets.mnist_addition(digits=1001)
+    with pytest.raises(ValueError, match=r"at most 2 with head='convolution' .* got 3"):
+        presets.mnist_addition(digits=3, head="convolution")  # 1,999 classes
+    assert presets.mnist_addition(digits=3).tasks[0].kind == "digits"  # the carry chain
     with pytest.raises(ValueError, match=r"pins base=10"):
         presets.mnist_addition(base=2)

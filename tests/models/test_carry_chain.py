@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multitask_mnist.models import SumOfNumbers
+from multitask_mnist import presets
+from multitask_mnist.data import MNISTAddition
+from multitask_mnist.models import CarryChainSum, SumOfNumbers
 from multitask_mnist.models.addition import (
     carry_chain_log_likelihood,
     digits_of,
     sum_of_most_probable_digits,
 )
+from multitask_mnist.tasks import MISSING, label_mask
+from multitask_mnist.training import Trainer, TrainerConfig
+from tests.conftest import write_fake_mnist
 
 
 def _brute_force(log_a: torch.Tensor, log_b: torch.Tensor, total: int) -> float:
@@ -114,3 +120,51 @@ def test_most_probable_digits_add_with_carries() -> None:
     b = torch.nn.functional.one_hot(torch.tensor([[0, 0, 1]]), 10).float()
     assert sum_of_most_probable_digits(a, b).tolist() == [[1, 0, 0, 0]]
     assert digits_of(torch.tensor([1000]), 4).tolist() == [[1, 0, 0, 0]]
+
+
+def test_the_head_and_its_task_score_what_the_convolution_scores() -> None:
+    torch.manual_seed(1)
+    for count in (1, 2):
+        logits = torch.randn(6, 2 * count, 10)
+        totals = torch.randint(0, 2 * 10**count - 1, (6,))
+        convolution = SumOfNumbers(operands=2, digits=count)
+        expected = torch.nn.functional.cross_entropy(convolution(logits), totals, reduction="none")
+        head = CarryChainSum(count)
+        task = head.task()
+        got = task.loss_per_sample(head(logits), digits_of(totals, count + 1))
+        assert torch.allclose(got, expected, atol=1e-5)
+        right = task.correct(head(logits), digits_of(totals, count + 1))
+        most_probable = sum_of_most_probable_digits(logits[:, :count], logits[:, count:])
+        assert torch.equal(right, (most_probable == digits_of(totals, count + 1)).all(-1))
+
+
+def test_a_missing_sum_neither_counts_nor_poisons_the_gradient() -> None:
+    head = CarryChainSum(3)
+    task = head.task()
+    logits = torch.randn(4, 6, 10, requires_grad=True)
+    target = digits_of(torch.tensor([105, 1998, 0, 77]), 4)
+    target[1] = MISSING
+    mask = label_mask(target)
+    assert mask.tolist() == [True, False, True, True]
+    loss = task.masked_mean_loss(head(logits), target, mask)
+    present = task.loss_per_sample(head(logits)[mask], target[mask]).mean()
+    assert torch.allclose(loss, present)
+    loss.backward()
+    assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
+    assert not bool(logits.grad[1].any())
+
+
+def test_the_trainer_learns_sums_of_four_digits_as_digit_strings(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    root = write_fake_mnist(tmp_path, n_train=160, n_test=40)
+    train = MNISTAddition(root, digits=4, sum_digits=True)
+    model = presets.mnist_addition_lenet(digits=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    config = TrainerConfig(epochs=2, batch_size=4, progress=False, scheduler="constant")
+    trainer = Trainer(model, config)
+    history = trainer.fit(train, MNISTAddition(root, train=False, digits=4, sum_digits=True))
+    assert [sorted(k for k in e if k.startswith("val_sum")) for e in history.epochs] == [
+        ["val_sum_accuracy", "val_sum_loss"]
+    ] * 2
+    assert all(math.isfinite(e["train_loss"]) for e in history.epochs)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))

@@ -113,3 +113,19 @@ def test_the_trainer_refuses_a_bad_label_before_the_loss_sees_it() -> None:
         trainer.fit(Samples())
     with pytest.raises(LabelError, match=r"got 12 at sample 33$"):
         trainer.evaluate(Samples())
+
+
+def test_digit_labels_are_checked_row_by_row() -> None:
+    from multitask_mnist.models import CarryChainSum
+
+    task = CarryChainSum(digits=2).task()
+    good = torch.tensor([[1, 0, 5], [MISSING, MISSING, MISSING]])  # a row may be missing
+    check_labels([task], {"sum": good})
+    with pytest.raises(LabelError) as error:
+        check_labels([task], {"sum": torch.tensor([[0, 4, 2], [0, 10, 3]])}, torch.tensor([7, 8]))
+    assert str(error.value) == (
+        "Task 'sum' is digits in base 10: (B, L) whole-number labels, each 0..9, or -1 "
+        "(NaN for float labels) where missing; got [0, 10, 3] at sample 8"
+    )
+    with pytest.raises(LabelError, match="got 105 at sample 0"):
+        check_labels([task], {"sum": torch.tensor([105])})  # a whole sum for a digits task

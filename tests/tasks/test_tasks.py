@@ -164,16 +164,25 @@ def test_the_digit_sum_pair_is_one_instance() -> None:
         (
             {"name": "a", "kind": "ranking"},
             "Expected argument `kind` to be one of 'multiclass', 'binary', 'regression', "
-            "got 'ranking'",
+            "'digits', got 'ranking'",
         ),
         ({"name": "a", "kind": "multiclass"}, "Task 'a' is multiclass: give its `num_classes`"),
         (
             {"name": "a", "kind": "binary", "num_classes": 2},
-            "Argument `num_classes` applies to multiclass tasks only; task 'a' is binary",
+            "Argument `num_classes` applies to multiclass and digits tasks only; task 'a' is "
+            "binary",
         ),
         (
             {"name": "a", "kind": "multiclass", "num_classes": 1},
             "Expected argument `num_classes` to be >= 2, got 1",
+        ),
+        (
+            {"name": "a", "kind": "digits", "num_classes": 10},
+            "Task 'a' is digits: give its `loss` and `decode`, got loss=None, decode=None",
+        ),
+        (
+            {"name": "a", "kind": "multiclass", "num_classes": 3, "decode": len},
+            "Argument `decode` applies to digits tasks only; task 'a' is multiclass",
         ),
     ],
 )
