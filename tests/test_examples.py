@@ -173,6 +173,22 @@ def test_mnist_addition_learns_the_digits_from_sums_alone(mnist_root: Path, tmp_
     assert metrics["config"]["digits"] == 1
 
 
+def test_mnist_addition_of_fifteen_digit_numbers_runs_on_digit_labels(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    flags = ["--digits", "15", "--epochs", "1", "--limit", "100", "--batch-size", "4"]
+    result = _run_example(
+        "train_mnist_addition.py", *flags, "--no-progress", "--output-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"^MNIST-addition \(N=15\): test sum accuracy [\d.]+% on 333 sums",
+        result.stdout,
+        re.MULTILINE,
+    ), result.stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["digits"] == 15
+
+
 @pytest.fixture(scope="module")
 def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=200, n_test=50)

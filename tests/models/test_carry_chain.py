@@ -168,3 +168,27 @@ def test_the_trainer_learns_sums_of_four_digits_as_digit_strings(tmp_path: Path)
     ] * 2
     assert all(math.isfinite(e["train_loss"]) for e in history.epochs)
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    digits=st.integers(1, 6),
+    base=st.integers(2, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_every_possible_sum_has_a_finite_gradient(digits: int, base: int, seed: int) -> None:
+    # Sums ending in base - 1 once differentiated to NaN (a logsumexp over impossible
+    # terms only), which reached the digits through the possible ones.
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(8, 2 * digits, base, generator=generator, requires_grad=True)
+    numbers = torch.randint(0, base, (8, 2, digits), generator=generator)
+    numbers[0, :, -1] = torch.tensor([base - 1, 0])  # a sum ending in base - 1
+    places = base ** torch.arange(digits - 1, -1, -1)
+    totals = (numbers * places).sum(-1).sum(-1)
+    log = logits.log_softmax(-1)
+    likelihood = carry_chain_log_likelihood(
+        log[:, :digits], log[:, digits:], digits_of(totals, digits + 1, base)
+    )
+    assert bool(torch.isfinite(likelihood).all())
+    likelihood.sum().backward()
+    assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
