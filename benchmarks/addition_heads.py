@@ -6,6 +6,8 @@ reports the median over rounds, so the ratio holds on a machine whose speed drif
 Batches are the benchmarks' own: ``max(1, 64 // N)`` sums, about 128 images.
 
     python benchmarks/addition_heads.py --rounds 15
+
+Prints the table as Markdown and writes it to ``docs/_generated/addition_heads.rst``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from _cells import write_table
 
 from multitask_mnist import presets
 from multitask_mnist.models import CarryChainSum, SumOfNumbers, digits_of
@@ -75,7 +79,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=20, help="steps per timing")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "docs/_generated/addition_heads.rst",
+    )
     args = parser.parse_args()
+    rows: list[list[str]] = []
     torch.set_num_threads(1)
     print("| N | sums a batch | measured | convolution (ms) | carry chain (ms) | chain / conv |")
     print("|---|---|---|---|---|---|")
@@ -94,11 +104,12 @@ def main() -> None:
             what = "head + LeNet" if with_network else "head alone"
             ratio = f"{chain / conv:.2f}" if conv else "n/a"
             conv_text = f"{conv:.2f}" if conv else "out of bounds"
-            print(
-                f"| {digits} | {max(1, 64 // digits)} | {what} | {conv_text} | {chain:.2f} "
-                f"| {ratio} |",
-                flush=True,
+            rows.append(
+                [str(digits), str(max(1, 64 // digits)), what, conv_text, f"{chain:.2f}", ratio]
             )
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    header = ["N", "sums a batch", "measured", "convolution (ms)", "carry chain (ms)"]
+    write_table(args.output, "addition_heads.py", [*header, "chain / conv"], rows)
 
 
 if __name__ == "__main__":

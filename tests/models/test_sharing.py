@@ -29,6 +29,7 @@ from multitask_mnist.models import (
 )
 from multitask_mnist.tasks import Task
 from multitask_mnist.training import Trainer, TrainerConfig
+from multitask_mnist.training.callbacks import TensorBoard
 from tests.conftest import SyntheticDigits
 from tests.experiments import tiny
 
@@ -272,7 +273,8 @@ def test_gate_usage_is_in_every_epochs_history(tmp_path: Path) -> None:
     torch.manual_seed(0)
     train, _ = tiny.load(0, None)  # type: ignore[arg-type]
     config = TrainerConfig(epochs=2, batch_size=50, progress=False, output_dir=tmp_path)
-    history = Trainer(presets.multi_mnist_mmoe(experts=3), config).fit(train)
+    callbacks = [] if importlib.util.find_spec("tensorboard") is None else [TensorBoard()]
+    history = Trainer(presets.multi_mnist_mmoe(experts=3), config, callbacks=callbacks).fit(train)
     for epoch in history.epochs:
         for task in ("left", "right"):
             usage = [epoch[f"gate_{task}_expert{i}"] for i in range(3)]
@@ -281,6 +283,13 @@ def test_gate_usage_is_in_every_epochs_history(tmp_path: Path) -> None:
     assert "gate_right_expert2" in json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "gates.png").stat().st_size > 0
+    if callbacks:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        logged = [e.value for e in events.Scalars("gates/right_expert2")]
+        assert logged == pytest.approx(history.metric("gate_right_expert2"))
 
 
 def test_attention_masks_are_in_every_epochs_history(tmp_path: Path) -> None:

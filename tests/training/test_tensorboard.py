@@ -62,6 +62,7 @@ def test_tags_group_the_history_keys() -> None:
     assert tag("weight_sum") == "weights/sum"
     assert tag("grad_norm_ratio") == "gradients/norm_ratio"
     assert tag("lr") == "lr"
+    assert tag("gate_left_expert0") == "gates/left_expert0"
 
 
 def test_the_confusion_image_is_darker_where_there_are_more_samples() -> None:

@@ -26,13 +26,15 @@ _CELL = 24
 def tag(key: str) -> str:
     """The TensorBoard tag of a history key: ``train_digit_accuracy`` is
     ``train/digit_accuracy``, ``weight_sum`` is ``weights/sum``, ``grad_cosine`` is
-    ``gradients/cosine``; anything else (``lr``, ``time_s``) keeps its name."""
+    ``gradients/cosine``, ``gate_left_expert0`` (a soft-sharing block's usage) is
+    ``gates/left_expert0``; anything else (``lr``, ``time_s``) keeps its name."""
     for prefix, group in (
         ("train_", "train"),
         ("val_", "val"),
         ("test_", "test"),
         ("weight_", "weights"),
         ("grad_", "gradients"),
+        ("gate_", "gates"),
     ):
         if key.startswith(prefix):
             return f"{group}/{key.removeprefix(prefix)}"
