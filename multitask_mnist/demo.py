@@ -82,7 +82,8 @@ def check_demo_model(model: MultiTaskNet) -> tuple[str, list[Input]]:
 
     Raises:
         ValueError: The network reads something else (several images, a vector, an
-            unbounded number); the message says what it reads.
+            unbounded number), or predicts a number written as digits (a ``"digits"``
+            task); the message says what it reads or which task.
 
     Example:
         >>> from multitask_mnist import presets
@@ -105,6 +106,12 @@ def check_demo_model(model: MultiTaskNet) -> tuple[str, list[Input]]:
             "The demo shows networks that read one (1, 28, 28) image and whole numbers "
             f"in a range; {preset} reads {reads}"
         )
+    for task in model.tasks:
+        if task.kind == "digits":
+            raise InvalidValueError(
+                "The demo shows multiclass, binary and regression tasks; task "
+                f"{task.name!r} is digits"
+            )
     return images[0].name, numbers
 
 

@@ -207,6 +207,14 @@ def test_presets_the_page_cannot_show_are_named() -> None:
     net.preset = None
     with pytest.raises(ValueError, match=r"; this network reads images \(2, 1, 28, 28\)$"):
         check_demo_model(net)
+    from multitask_mnist.models import Block, CarryChainSum, Input, MultiTaskNet
+
+    one_image = MultiTaskNet(  # one image, but a task of digits (checked before any call)
+        {"sum": Block(torch.nn.Identity(), ["image"], CarryChainSum(1).task())},
+        [Input("image", (1, 28, 28))],
+    )
+    with pytest.raises(ValueError, match=r"task 'sum' is digits$"):
+        check_demo_model(one_image)
 
 
 def test_the_command_refuses_a_preset_it_cannot_show(tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ class MNISTAddition(Dataset[AdditionSample]):
     Args:
         root: Folder holding ``MNIST/raw/``; see :func:`~multitask_mnist.data.load_mnist`.
         train: The training split if true, else the test split.
-        digits: Digits per number, ``N``: 1 to ``2 * 30,000`` images' worth (the
-            papers use 1, 2, 4, 15 and 100).
+        digits: Digits per number, ``N``, at least 1 and at most half the split's
+            images (30,000 for training, 5,000 for the test); the papers use 1, 2, 4,
+            15 and 100.
         seed: Seed of the grouping; the same seed gives the same dataset.
         download: Fetch MNIST into ``root`` if it is missing.
         sum_digits: Label each sample with the sum's ``N + 1`` digits instead of the

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from multitask_mnist import presets
 from multitask_mnist.data import (
     AugmentedDigitDataset,
     MNISTAddition,
@@ -176,8 +177,9 @@ def _multi_fashion_mnist(seed: int, dirs: DataDirs) -> tuple[Dataset[Any], Datas
     return train, MultiFashionMNIST(mnist, fashion, train=False, seed=TEST_SEED)
 
 
-def _addition(digits: int) -> Loader:
-    as_digits = digits > 1  # the labels of the presets' default head
+def _addition(digits: int, preset: str) -> Loader:
+    # The labels its head scores: the sum's digits for the carry chain, else the sum.
+    as_digits = presets.get(preset, digits=digits).tasks[0].kind == "digits"
 
     def load(seed: int, dirs: DataDirs) -> tuple[Dataset[Any], Dataset[Any]]:
         root = _path(dirs.mnist)
@@ -192,6 +194,7 @@ def _latent_digit_accuracy(net: MultiTaskNet, dirs: DataDirs) -> dict[str, float
     """The accuracy of an MNIST-addition network's digit classifier on the 10,000 MNIST
     test images: what it learned of the digits from the sums alone."""
     classifier = net.get_submodule("digits.classifier")
+    device = next(classifier.parameters()).device
     mnist = load_mnist(_path(dirs.mnist), train=False)
     was_training = classifier.training
     classifier.eval()
@@ -199,7 +202,7 @@ def _latent_digit_accuracy(net: MultiTaskNet, dirs: DataDirs) -> dict[str, float
     with torch.inference_mode():
         for start in range(0, len(mnist.targets), 1000):
             images = normalize(mnist.data[start : start + 1000].unsqueeze(1))
-            predicted = classifier(images).argmax(-1)
+            predicted = classifier(images.to(device)).argmax(-1).cpu()
             right += int((predicted == mnist.targets[start : start + 1000]).sum())
     classifier.train(was_training)
     return {"digit_accuracy": 100.0 * right / len(mnist.targets)}
@@ -269,7 +272,7 @@ for _digits in ADDITION_DIGITS:
                 # About 128 images a step at every N: 64 sums of one digit, 1 of 100.
                 recipe={"batch_size": max(1, 64 // _digits)},
                 validation_size=10_000 // (2 * _digits),  # 10,000 images' worth of sums
-                load=_addition(_digits),
+                load=_addition(_digits, _preset),
                 single_task=False,
                 source="Manhaeve et al., NeurIPS 2018 (DeepProbLog)",
                 probe=_latent_digit_accuracy,

@@ -257,14 +257,13 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
             baseline[task] = sum(values) / len(values)
     has_baseline = set(baseline) == set(bench.tasks) and len(bench.tasks) > 1
     task_metrics = {bench.metric(task) for task in bench.tasks}
-    probes = tuple(
-        dict.fromkeys(
-            metric.removesuffix("_accuracy")
-            for _, result in runs
-            for metric in result["test"]
-            if metric not in task_metrics
-        )
-    )
+    probe_metrics = {  # column name -> the metric's key
+        metric.removesuffix("_accuracy"): metric
+        for _, result in runs
+        for metric in result["test"]
+        if metric not in task_metrics
+    }
+    probes = tuple(probe_metrics)
 
     def per_seed_score(result: Mapping[str, Any]) -> float:
         scores = {t: float(result["test"][bench.metric(t)]) for t in bench.tasks}
@@ -288,10 +287,11 @@ def _report(key: tuple[str, str, str], runs: Sequence[tuple[Cell, Mapping[str, A
     for name in order:
         seeds = by_method[name]
         results = [seeds[s] for s in sorted(seeds)]
+        keys = {task: bench.metric(task) for task in bench.tasks} | probe_metrics
         tasks = {
-            task: summarize([r["test"][bench.metric(task)] for r in results])
-            for task in bench.tasks + probes
-            if all(bench.metric(task) in r["test"] for r in results)
+            column: summarize([r["test"][key] for r in results])
+            for column, key in keys.items()
+            if all(key in r["test"] for r in results)
         }
         is_multi = name in multi
         rows.append(

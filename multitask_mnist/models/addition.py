@@ -12,6 +12,8 @@ negative log-likelihood, the classifier learns the digits from the sums alone
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -339,14 +341,11 @@ class CarryChainSum(nn.Module):
 
     def negative_log_likelihood(self, prediction: Tensor, target: Tensor) -> Tensor:
         """``(B,)``: minus the log-probability of each sum's ``(B, N + 1)`` digits."""
-        n = self.digits
-        return -carry_chain_log_likelihood(prediction[:, :n], prediction[:, n:], target)
+        return _ChainLoss(self.digits)(prediction, target)
 
     def decode(self, prediction: Tensor) -> Tensor:
         """``(B, N + 1)``: the sum of the most probable digits, most significant first."""
-        return sum_of_most_probable_digits(
-            prediction[:, : self.digits], prediction[:, self.digits :]
-        )
+        return _ChainDecode(self.digits)(prediction)
 
     def task(self, name: str = "sum") -> Task:
         """The ``"digits"`` task this head predicts: its loss and its decoding.
@@ -361,13 +360,36 @@ class CarryChainSum(nn.Module):
             >>> CarryChainSum(digits=15).task().kind
             'digits'
         """
+        # Functions equal by value, so two networks of one preset have equal tasks.
         return Task(
             name,
             "digits",
             num_classes=self.base,
-            loss=self.negative_log_likelihood,
-            decode=self.decode,
+            loss=_ChainLoss(self.digits),
+            decode=_ChainDecode(self.digits),
         )
 
     def extra_repr(self) -> str:
         return f"digits={self.digits}, base={self.base}"
+
+
+@dataclass(frozen=True)
+class _ChainLoss:
+    """The carry-chain negative log-likelihood of ``(B, 2 N, base)`` log-probabilities."""
+
+    digits: int
+
+    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
+        n = self.digits
+        return -carry_chain_log_likelihood(prediction[:, :n], prediction[:, n:], target)
+
+
+@dataclass(frozen=True)
+class _ChainDecode:
+    """The sum of the most probable digits of ``(B, 2 N, base)`` log-probabilities."""
+
+    digits: int
+
+    def __call__(self, prediction: Tensor) -> Tensor:
+        n = self.digits
+        return sum_of_most_probable_digits(prediction[:, :n], prediction[:, n:])

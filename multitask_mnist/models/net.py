@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-import torch
 from torch import Tensor, nn
 
 from multitask_mnist.errors import InvalidTypeError, InvalidValueError
@@ -151,6 +150,7 @@ class MultiTaskNet(nn.Module):
             task at all, or a block name the module cannot take.
 
     Example:
+        >>> import torch
         >>> from multitask_mnist.tasks import Task
         >>> net = MultiTaskNet(
         ...     {"encoder": Block(nn.Flatten(), ["image"]),
@@ -267,7 +267,8 @@ class MultiTaskNet(nn.Module):
             module = getattr(self, name)
             if block.teacher is not None and block.task is not None and targets is not None:
                 taught = targets[block.teacher]  # a missing label becomes a valid stand-in
-                taught = torch.where(label_mask(taught), taught, torch.zeros_like(taught))
+                teacher = next(t for t in self.tasks if t.name == block.teacher)
+                taught = teacher.fill_missing(taught, label_mask(taught))
                 prediction, forced = module(*reads, taught)
                 out[teacher_forced_key(block.task.name)] = forced
             else:
@@ -376,7 +377,7 @@ class MultiTaskNet(nn.Module):
             for name, block in self._blocks.items()
             if not getattr(block.module, "passes_gradient", True) and len(tasks_of[name]) == 1
             for read in block.reads
-            if read in shared
+            if source_of(read) in shared
         ]
 
     def fast_modules(self) -> list[nn.Module]:

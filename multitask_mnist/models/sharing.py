@@ -79,13 +79,15 @@ def _modules(
     return nn.ModuleList(modules)
 
 
-def _tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+def _tasks(tasks: Sequence[str], name: str = "tasks") -> tuple[str, ...]:
     if isinstance(tasks, str) or not tasks:
-        raise InvalidValueError(f"Expected `tasks` to be a non-empty list of names, got {tasks!r}")
+        raise InvalidValueError(f"Expected `{name}` to name at least one task, got {tasks!r}")
     if len(set(tasks)) != len(tasks) or not all(
         isinstance(t, str) and t.isidentifier() for t in tasks
     ):
-        raise InvalidValueError(f"Expected `tasks` to be distinct identifiers, got {list(tasks)}")
+        raise InvalidValueError(
+            f"Expected the tasks of `{name}` to be distinct identifiers, got {list(tasks)}"
+        )
     return tuple(tasks)
 
 
@@ -177,7 +179,8 @@ class MixtureOfExperts(nn.Module):
 
     def diagnostics(self) -> dict[str, float]:
         """``gate_{task}_expert{i}``: the mean weight of each task's gate on each expert
-        over the training samples since the last call (empty when none)."""
+        over the training samples since the last call (empty when none); as for
+        :meth:`TaskAttention.diagnostics`, every training-mode forward pass counts."""
         names = [f"expert{i}" for i in range(len(self.experts))]
         return self._usage.report({task: names for task in self.tasks})
 
@@ -229,7 +232,7 @@ class ExtractionLayer(nn.Module):
             raise InvalidTypeError(
                 f"Expected `task_experts` to map each task to its experts, got {task_experts!r}"
             )
-        self.tasks = _tasks(list(task_experts))
+        self.tasks = _tasks(list(task_experts), "task_experts")
         self.task_experts = nn.ModuleDict(
             {task: _modules(f"task_experts[{task!r}]", task_experts[task]) for task in self.tasks}
         )
@@ -414,7 +417,7 @@ class CrossStitch(nn.Module):
         super().__init__()
         if not isinstance(columns, Mapping):
             raise InvalidTypeError(f"Expected `columns` to map tasks to stages, got {columns!r}")
-        self.tasks = _tasks(list(columns))
+        self.tasks = _tasks(list(columns), "columns")
         self.columns = nn.ModuleDict(
             {task: _modules(f"columns[{task!r}]", columns[task]) for task in self.tasks}
         )
@@ -476,10 +479,11 @@ class TaskAttention(nn.Module):
     ``h_k``, and attends ``a_k = m * h_k``. The first mask reads ``h_1``; each later mask
     reads ``cat([h_k, stage_k(a_{k-1})], dim=1)``: the shared features beside the task's
     own previous attended features carried through the same stage (MTAN carries them
-    through a small extractor of its own; here the shared stage does that job, so any
-    stack of stages works without a matching extractor). A task's representation is its
-    last ``a_K``. The masks cost few parameters; the stages after the first run once
-    more per task.
+    through a small extractor of its own; here the shared stage does that job, so a
+    stack of stages needs no matching extractor). A task's representation is its last
+    ``a_K``. The masks cost few parameters; the stages after the first run once more per
+    task, on the task's attended features, so a stage with batch statistics
+    (BatchNorm) would mix them into its running estimates: use stages without them.
 
     Args:
         stages: The shared stages; the first reads the block's inputs.
@@ -491,7 +495,8 @@ class TaskAttention(nn.Module):
         ``(B, ...)`` inputs -> ``{task: (B, *features)}`` (the last stage's shape).
 
     Raises:
-        ValueError: No stages, no tasks, or a task whose masks are not one per stage.
+        ValueError: No stages, no tasks (``masks`` empty), task names that are not
+            distinct identifiers, or a task whose masks are not one per stage.
         TypeError: A stage or a mask that is not a module.
 
     Example:
@@ -510,7 +515,7 @@ class TaskAttention(nn.Module):
         self.stages = _modules("stages", stages)
         if not isinstance(masks, Mapping):
             raise InvalidTypeError(f"Expected `masks` to map tasks to modules, got {masks!r}")
-        self.tasks = _tasks(list(masks))
+        self.tasks = _tasks(list(masks), "masks")
         self.masks = nn.ModuleDict(
             {task: _modules(f"masks[{task!r}]", masks[task]) for task in self.tasks}
         )
@@ -527,7 +532,7 @@ class TaskAttention(nn.Module):
 
     def attention(self, *inputs: Tensor) -> dict[str, list[Tensor]]:
         """Each task's masks, stage by stage: ``{task: [sigmoid mask of h_k's shape]}``,
-        every value in ``(0, 1)``."""
+        every value in ``[0, 1]`` (strictly inside unless the sigmoid saturates)."""
         return self._run(*inputs)[1]
 
     def _run(self, *inputs: Tensor) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
@@ -557,7 +562,11 @@ class TaskAttention(nn.Module):
         return attended
 
     def diagnostics(self) -> dict[str, float]:
-        """``gate_{task}_stage{k}``: the mean of each task's mask at each stage over the
-        training samples since the last call (1 passes everything; empty when none)."""
+        """``gate_{task}_stage{k}``: the mean of each task's mask at stage ``k`` (counted
+        from 0: ``stage0`` masks ``h_1``) over the training samples since the last call
+        (1 passes everything; empty when none). Every training-mode forward pass counts,
+        so a method that runs the network twice a step counts each sample twice (the
+        means are unchanged), and after a resume in mid-epoch the means cover the
+        samples since the resume."""
         names = [f"stage{k}" for k in range(len(self.stages))]
         return self._usage.report({task: names for task in self.tasks})

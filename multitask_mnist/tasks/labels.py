@@ -18,8 +18,10 @@ def invalid_labels(task: Task, target: Tensor) -> Tensor:
     """``(B,)`` bool: the labels ``task`` cannot take (a missing label is never invalid).
 
     A multiclass label is a whole number in ``0..C-1``, a binary one 0 or 1, a
-    regression target a finite number; any of them may be missing instead
-    (:func:`~multitask_mnist.tasks.label_mask`).
+    regression target a finite number, a digits label a row of whole numbers in
+    ``0..C-1``; any of them may be missing instead
+    (:func:`~multitask_mnist.tasks.label_mask`; a row of digits with some missing is
+    invalid). A target of another shape is invalid in every row.
 
     Args:
         task: The task.
@@ -34,12 +36,13 @@ def invalid_labels(task: Task, target: Tensor) -> Tensor:
         [False, False, True]
     """
     present = label_mask(target)
+    if (target.ndim != 2) if task.kind == "digits" else (target.ndim != 1):
+        return torch.ones(target.shape[:1], dtype=torch.bool, device=target.device)  # shape
     if task.kind == "regression":
         valid = torch.isfinite(target) if target.is_floating_point() else present
     elif task.kind == "digits":
-        if target.ndim != 2 or target.is_floating_point():
-            return torch.ones(target.shape[:1], dtype=torch.bool, device=target.device)
-        valid = ((target >= 0) & (target < (task.num_classes or 10))).all(1)
+        valid = (target == target.round()) if target.is_floating_point() else present[:, None]
+        valid = (valid & (target >= 0) & (target < (task.num_classes or 10))).all(1)
     else:
         high = task.num_classes if task.kind == "multiclass" else 2
         whole = target == target.round() if target.is_floating_point() else present
@@ -56,7 +59,7 @@ def _allowed(task: Task) -> str:
     if task.kind == "digits":
         return (
             f"is digits in base {task.num_classes}: (B, L) whole-number labels, each "
-            f"0..{(task.num_classes or 10) - 1}, {missing}"
+            f"0..{(task.num_classes or 10) - 1}, or a row of -1 where missing"
         )
     return "is a regression: finite targets, or NaN where missing"
 

@@ -19,8 +19,8 @@ def label_mask(target: Tensor) -> Tensor:
     Args:
         target: ``(B,)`` labels: integer targets mark a missing one with
             :data:`~multitask_mnist.tasks.MISSING` (-1), float targets with NaN (so a
-            real target of -1.0 stays a label); ``(B, L)`` labels (digits) are missing
-            where any entry is.
+            real target of -1.0 stays a label); a ``(B, L)`` label (digits) is missing
+            where every entry is (a partly missing one is a bad label).
 
     Returns:
         True where a label is present.
@@ -30,7 +30,7 @@ def label_mask(target: Tensor) -> Tensor:
         [True, False, True]
     """
     present = ~torch.isnan(target) if target.is_floating_point() else target != MISSING
-    return present.flatten(1).all(1) if target.ndim > 1 else present
+    return present.flatten(1).any(1) if target.ndim > 1 else present
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:

@@ -75,7 +75,7 @@ class Task:
             target, as for a sum) or ``"digits"`` (a number written as ``L`` digits,
             most significant first: targets ``(B, L)`` whole numbers in ``0..C-1``,
             any prediction that ``decode`` reads; right when every digit is, and
-            missing where any digit is :data:`MISSING`).
+            missing where every digit is :data:`MISSING`).
         num_classes: ``C``: the classes of ``"multiclass"``, the base of ``"digits"``.
         loss: A per-sample loss ``(prediction, target) -> (B,)``; defaults by kind to
             cross-entropy, binary cross-entropy on logits, or squared error;

@@ -135,3 +135,16 @@ def test_parameters_and_time_per_epoch_come_from_the_runs() -> None:
     assert line.endswith("| 1,000 | 3.0 |")
     [plain] = build_reports(RESULTS)  # older results without either: empty cells
     assert all(row.parameters is None for row in plain.rows)
+
+
+def test_probe_metrics_are_columns_with_or_without_a_percent_suffix() -> None:
+    results = [
+        r | {"test": r["test"] | {"digit_accuracy": 99.0 + s, "calibration": 0.5}}
+        for s, r in enumerate(RESULTS)
+        if not r["cell"]["method"].startswith("single")
+    ]
+    [report] = build_reports(results)
+    assert report.probes == ("digit", "calibration")
+    none = next(row for row in report.rows if row.name == "none")
+    assert none.tasks["calibration"].mean == 0.5
+    assert "| digit (%) | calibration (%) |" in report.markdown()

@@ -192,3 +192,8 @@ def test_every_possible_sum_has_a_finite_gradient(digits: int, base: int, seed: 
     assert bool(torch.isfinite(likelihood).all())
     likelihood.sum().backward()
     assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
+
+
+def test_two_networks_of_one_preset_have_equal_tasks() -> None:
+    assert CarryChainSum(15).task() == presets.mnist_addition_lenet(digits=15).tasks[0]
+    assert CarryChainSum(15).task() != CarryChainSum(4).task()

@@ -349,3 +349,8 @@ def test_every_architecture_exports(preset: str, tmp_path: Path) -> None:
     )
     with torch.inference_mode():
         assert torch.equal(rebuilt({"image": image})["left"], expected["left"])
+
+
+def test_the_gradient_stop_of_an_argmax_sum_is_found_through_a_dotted_read() -> None:
+    assert presets.mnist_sum_mmoe(fusion="argmax").gradient_stops() == [("head", "sharing.sum")]
+    assert presets.mnist_sum_mmoe().gradient_stops() == []  # expectation passes gradients

@@ -124,8 +124,12 @@ def test_digit_labels_are_checked_row_by_row() -> None:
     with pytest.raises(LabelError) as error:
         check_labels([task], {"sum": torch.tensor([[0, 4, 2], [0, 10, 3]])}, torch.tensor([7, 8]))
     assert str(error.value) == (
-        "Task 'sum' is digits in base 10: (B, L) whole-number labels, each 0..9, or -1 "
-        "(NaN for float labels) where missing; got [0, 10, 3] at sample 8"
+        "Task 'sum' is digits in base 10: (B, L) whole-number labels, each 0..9, or a row "
+        "of -1 where missing; got [0, 10, 3] at sample 8"
     )
     with pytest.raises(LabelError, match="got 105 at sample 0"):
         check_labels([task], {"sum": torch.tensor([105])})  # a whole sum for a digits task
+    with pytest.raises(LabelError, match=r"got \[1, -1, 3\] at sample 1"):
+        check_labels([task], {"sum": torch.tensor([[0, 0, 0], [1, -1, 3]])})  # partly missing
+    with pytest.raises(LabelError, match=r"has 10 classes: .*; got \[1, 0, 5\] at sample 0"):
+        check_labels([DIGIT], {"digit": torch.tensor([[1, 0, 5]])})  # digits for a class
