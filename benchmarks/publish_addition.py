@@ -5,8 +5,9 @@
 ``docs/_generated/addition_long.rst``: per N and network, the test sum accuracy and the
 latent digit accuracy (mean ± sample sd over the seeds), the sum accuracy a digit
 classifier of each run's digit accuracy would give if its errors were independent
-(digit accuracy to the power 2N, mean over the seeds), the epochs and the wall time of
-a run, beside the published rows with their sources.
+(digit accuracy to the power 2N, mean over the seeds), each seed's sum and digit
+accuracy, the epochs and the wall time of a run, beside the published rows with their
+sources.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def rows(tables: Path) -> list[list[str]]:
             continue
         digits, suffix = int(match.group(1)), match.group(2) or ""
         runs = json.loads(runs_file.read_text())
+        runs = sorted(runs, key=lambda run: run["cell"]["seed"])
         sums = [run["test"]["sum_accuracy"] for run in runs]
         latent = [run["test"]["digit_accuracy"] for run in runs]
         reference = [100 * (d / 100) ** (2 * digits) for d in latent]
-        seeds = sorted(run["cell"]["seed"] for run in runs)
+        seeds = [run["cell"]["seed"] for run in runs]
+        per_seed = "; ".join(f"{s:.2f} / {d:.2f}" for s, d in zip(sums, latent, strict=True))
         minutes = statistics.mean(run["wall_time_s"] for run in runs) / 60
         found[(digits, suffix)] = [
             str(digits),
@@ -50,6 +53,7 @@ def rows(tables: Path) -> list[list[str]]:
             _spread(sums),
             _spread(latent),
             _spread(reference),
+            per_seed,
             f"{minutes:.1f} min",
             f"``benchmarks/addition_long.sh`` ({runs_file.parents[2].name})",
         ]
@@ -57,7 +61,7 @@ def rows(tables: Path) -> list[list[str]]:
     for digits in sorted({n for n, _ in found} | {n for n, *_ in PUBLISHED}):
         out += [found[(digits, s)] for s in NETWORKS if (digits, s) in found]
         out += [
-            [str(n), method, "", published, "", "", "", source]
+            [str(n), method, "", published, "", "", "", "", source]
             for n, method, published, source in PUBLISHED
             if n == digits
         ]
@@ -76,6 +80,7 @@ def main() -> None:
         "test sum %",
         "latent digit %",
         "digit % ^ 2N",
+        "sum / digit % per seed",
         "time a run",
         "command or source",
     ]

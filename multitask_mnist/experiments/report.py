@@ -172,16 +172,16 @@ class Report:
         first, second = self.tasks
         figure = Figure(figsize=(7.5, 5))
         axes = figure.add_subplot()
-        for row in self.rows:
-            if first not in row.tasks or second not in row.tasks:
-                continue
+        plotted = [row for row in self.rows if first in row.tasks and second in row.tasks]
+        for i, row in enumerate(plotted):  # ten colours, then the next marker: no two alike
             x, y = row.tasks[first], row.tasks[second]
             axes.errorbar(
                 x.mean,
                 y.mean,
                 xerr=x.half_width,
                 yerr=y.half_width,
-                fmt="o",
+                fmt=_MARKERS[i // 10 % len(_MARKERS)],
+                color=f"C{i % 10}",
                 capsize=3,
                 label=row.name,
             )
@@ -324,6 +324,10 @@ def _mean_epoch_time(results: Sequence[Mapping[str, Any]]) -> float | None:
     if not all("train_time_s" in r and r.get("epochs") for r in results):
         return None
     return sum(float(r["train_time_s"]) / int(r["epochs"]) for r in results) / len(results)
+
+
+#: The markers of a plot's rows, one per ten rows (each ten take the ten colours).
+_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 #: The columns of ``runs.csv``.
