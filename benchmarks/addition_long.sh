@@ -4,8 +4,7 @@
 # several times the LeNet's time per image; the table's times say how much), 3 seeds
 # each, held-out selection, through `compare`. One cell at a time per stream (the
 # script runs the two networks as two streams, one thread each); resumable: run it
-# again after an
-# interruption. Wall times go to runs/addition/wall_times.txt.
+# again after an interruption. Wall times go to runs/addition/wall_times.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=(python -m multitask_mnist compare --workers 1 --threads 1 --output-dir runs/addition
