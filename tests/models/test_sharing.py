@@ -243,14 +243,9 @@ def test_a_read_of_a_missing_entry_names_it() -> None:
         net({"x": torch.zeros(1, 2)})
 
 
-#: Every method on MMoE (its per-task outputs are the new path through the methods);
-#: one method of each family on the others: a scalarization, a Jacobian aggregator and
-#: MGDA-UB, which differentiates with respect to the shared representation.
-CASES = [("multi_mnist_mmoe", method) for method in METHODS] + [
-    (preset, method)
-    for preset in ("multi_mnist_cgc", "multi_mnist_cross_stitch", "multi_mnist_mtan")
-    for method in ("none", "upgrad", "mgda_ub")
-]
+#: Every method on every architecture: the methods find the shared parameters (and
+#: MGDA-UB the shared representation) from the graph, through the dotted reads.
+CASES = [(preset, method) for preset in SOFT for method in METHODS]
 
 
 @pytest.mark.parametrize(("preset", "method"), CASES)
