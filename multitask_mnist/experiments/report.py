@@ -94,7 +94,7 @@ class Report:
         rows: One per method, baselines first.
         baseline: The single-task baselines' test metric per task (mean over seeds).
         probes: The benchmark's further test metrics (its ``probe``), each summarized
-            in :attr:`MethodRow.tasks` under its name without ``_accuracy`` and shown
+            in ``MethodRow.tasks`` under its name without ``_accuracy`` and shown
             after the tasks (MNIST-addition: ``digit``, the latent digit accuracy).
     """
 
