@@ -3,8 +3,7 @@
 # 5 seeds, held-out selection, beside the single-task pair, each under equal weighting
 # and the two methods with the best mean Δm over the three held-out comparison tables
 # (uncertainty, pcgrad). 3 epochs on MultiMNIST, 2 on the Fashion benchmarks, so that
-# the tables fit a working session on 2 cores; Multi-(Fashion+MNIST) has equal
-# weighting only so far (its two methods are the last line, not run yet). One
+# the tables fit a working session on 2 cores (about two hours in all). One
 # benchmark at a time, two cells at once with one thread each; resumable: run it again
 # after an interruption. Wall times go to runs/architectures/wall_times.txt.
 set -euo pipefail
@@ -20,7 +19,6 @@ timed() {
 mkdir -p runs/architectures
 timed --benchmark multi_mnist --epochs 3 --methods none uncertainty pcgrad
 timed --benchmark multi_fashion --epochs 2 --methods none uncertainty pcgrad
-timed --benchmark multi_fashion_mnist --epochs 2 --methods none
 timed --benchmark multi_fashion_mnist --epochs 2 --methods none uncertainty pcgrad
 cp runs/architectures/multi_mnist/heldout/epochs-3/none+multi_mnist_cgc/seed-0/gates.png \
   docs/_static/gates_multi_mnist_cgc.png
