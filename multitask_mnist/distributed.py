@@ -15,13 +15,17 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
 
+from multitask_mnist.errors import InvalidValueError
+
 __all__ = [
+    "PROCESSES_ENV_VAR",
     "all_gather_object",
     "all_reduce_max",
     "all_reduce_mean",
@@ -31,10 +35,17 @@ __all__ = [
     "broadcast_module",
     "cleanup",
     "is_main_process",
+    "launch",
+    "parse_processes",
     "rank",
     "setup",
     "world_size",
 ]
+
+
+#: The number of processes :func:`launch` starts when a program is given no
+#: ``--processes`` (``1`` if unset).
+PROCESSES_ENV_VAR = "MULTITASK_MNIST_PROCESSES"
 
 
 def _launched() -> bool:
@@ -276,3 +287,109 @@ def cleanup() -> None:
     if is_initialized():
         gc.collect()
         dist.destroy_process_group()
+
+
+def _usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_processes(value: str | int) -> int:
+    """The number of processes that ``value`` asks for: a positive integer, or ``"auto"``
+    for one per usable core.
+
+    Args:
+        value: What ``--processes`` (or :data:`PROCESSES_ENV_VAR`) says.
+
+    Returns:
+        The number of processes, at least 1.
+
+    Raises:
+        InvalidValueError: Neither a positive integer nor ``"auto"``.
+
+    Example:
+        >>> parse_processes("2"), parse_processes(1)
+        (2, 1)
+        >>> parse_processes("auto") >= 1
+        True
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return _usable_cores()
+    try:
+        processes = int(value)
+    except (TypeError, ValueError):
+        processes = 0
+    if processes < 1 or isinstance(value, bool | float):
+        raise InvalidValueError(
+            f"Expected `processes` to be a positive integer or 'auto', got {value!r}"
+        )
+    return processes
+
+
+def launch(program: Sequence[str], argv: Sequence[str], processes: int) -> int:
+    """Run ``program argv`` as ``processes`` processes of this machine, data-parallel,
+    through PyTorch's own launcher (what ``torchrun --standalone`` runs), and wait.
+
+    Each process gets an equal share of the usable cores as its threads
+    (``OMP_NUM_THREADS``; one thread per process with one process per core), trains
+    its shard of every epoch with ``batch_size`` samples a step, as under torchrun,
+    and rank 0 alone prints and writes. A signal to this process (SIGTERM, Ctrl-C)
+    goes on to every process, so the Trainer saves a resumable checkpoint as it does
+    on one process.
+
+    Args:
+        program: How to start the program: a script's path, or ``["-m", "package"]``.
+        argv: Its arguments.
+        processes: How many processes; at least 2.
+
+    Returns:
+        The exit status: 0, the first failed process's status, or ``128 + signal``
+        when a signal stopped them.
+
+    Example:
+        >>> import sys
+        >>> launch([sys.executable], ["-c", "pass"], 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        multitask_mnist.errors.InvalidValueError: Expected `processes` to be >= 2 ...
+    """
+    if processes < 2:
+        raise InvalidValueError(f"Expected `processes` to be >= 2 for a launch, got {processes}")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args
+    from torch.distributed.run import run as run_processes
+
+    threads = max(1, _usable_cores() // processes)
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    # The launcher logs each failure and signal on top of the processes' own one line;
+    # its exceptions still say what went wrong with the launch itself.
+    quiet = os.environ.get("MULTITASK_MNIST_DEBUG", "") in ("", "0")
+    launcher_logs = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("torch.distributed")
+    ]
+    levels = [log.level for log in launcher_logs]
+    for log in launcher_logs if quiet else ():
+        log.setLevel(logging.CRITICAL)
+    try:
+        torchrun = ["--standalone", f"--nproc-per-node={processes}", *program, *argv]
+        run_processes(parse_args(torchrun))  # type: ignore[no-untyped-call]
+    except ChildFailedError as failed:  # each process has said why: no report on top
+        _, first = failed.get_first_failure()
+        return first.exitcode if first.exitcode >= 0 else 128 - first.exitcode
+    except SignalException as stopped:  # forwarded: each process saved and said so
+        return 128 + int(stopped.sigval)
+    finally:
+        for log, level in zip(launcher_logs, levels, strict=True):
+            log.setLevel(level)
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    return 0

@@ -15,7 +15,10 @@ line that does not parse, in one line and status 2; a signal that stopped traini
 in its one line and ``128 + signal``. Any other exception is a bug: it keeps its
 traceback. ``--debug`` (or ``MULTITASK_MNIST_DEBUG=1``) shows the traceback of every
 error. Under torchrun, rank 0 alone prints, and the process group is left before the
-program exits.
+program exits. A training program (one whose settings include
+:class:`~multitask_mnist.training.TrainerConfig`) also takes ``--processes N`` (or
+``auto``, one per core): :func:`run` then starts it again as N data-parallel processes
+of this machine (:func:`multitask_mnist.distributed.launch`) and waits for them.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from jsonargparse import ActionConfigFile  # type: ignore[attr-defined]
 
 from multitask_mnist import distributed
 from multitask_mnist.errors import MultitaskMnistError
-from multitask_mnist.training import TrainingInterrupted
+from multitask_mnist.training import TrainerConfig, TrainingInterrupted
 
 __all__ = [
     "DEBUG_ENV_VAR",
@@ -258,6 +261,17 @@ def settings_parser(
     )
     for dataclass in settings:
         parser.add_settings(dataclass, defaults)
+    if TrainerConfig in settings:  # a training program: run() can launch it data-parallel
+        parser.add_argument(
+            "--processes",
+            type=str,
+            default=os.environ.get(distributed.PROCESSES_ENV_VAR, "1"),
+            help=(
+                "train as N data-parallel processes of this machine, the cores shared "
+                "among them ('auto': one per core, one thread each); --batch-size is per "
+                f"process, as under torchrun (or set {distributed.PROCESSES_ENV_VAR})"
+            ),
+        )
     return parser
 
 
@@ -340,8 +354,18 @@ def configure_logging() -> None:
 
 
 def _say(prog: str, text: str) -> None:
-    if distributed.is_main_process():  # under torchrun, one process speaks for all
+    # Under torchrun, one process speaks for all, before the group is joined too.
+    if distributed.is_main_process() and os.environ.get("RANK", "0") == "0":
         print(f"{prog}: {text}", file=sys.stderr)
+
+
+def _program() -> list[str]:
+    """How this program was started, to start it again: its script, or ``-m package``."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package
+        return ["-m", spec.name.removesuffix(".__main__")]
+    return [sys.argv[0]]
 
 
 def run(
@@ -412,6 +436,10 @@ def run(
         if getattr(args, "command", None):  # a subcommand names the program in messages
             name = f"{name} {args.command}"
         values = settings_from(args, *settings)
+        options = args[args.command] if getattr(args, "command", None) else args
+        processes = distributed.parse_processes(getattr(options, "processes", None) or 1)
+        if processes > 1 and distributed.world_size() == 1 and "WORLD_SIZE" not in os.environ:
+            return distributed.launch(_program(), given, processes)
         configure_logging()
         return int((main(*values) if settings else main(args)) or 0)
     except SystemExit as exit_:  # --help, --print-config, or a usage error already printed

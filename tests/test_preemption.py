@@ -23,11 +23,15 @@ pytestmark = pytest.mark.stress  # starts processes: repeated by tests/stress.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+#: The library's own launcher: ``--processes 2`` on a plain command.
+PROCESSES = [sys.executable]
 STEPS = 40  # 2,000 images in batches of 50 (per process: 20 under torchrun)
 
 
 def _command(out: Path, launcher: list[str], *extra: str) -> list[str]:
     # DWA keeps running loss sums per process: they must survive a mid-epoch stop too.
+    if launcher is PROCESSES:
+        extra = ("--processes", "2", *extra)
     return interrupted_run_command(out, "--method", "dwa", *extra, launcher=tuple(launcher))
 
 
@@ -123,9 +127,11 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
+    """Stop a run three times, resume it, and compare it with an uninterrupted run (for
+    ``--processes 2``, one under torchrun: the two launches train alike)."""
     data = write_fake_mnist(tmp_path / "data", n_train=2000, n_test=200)
     straight = subprocess.run(
-        _command(tmp_path / "straight", launcher),
+        _command(tmp_path / "straight", TORCHRUN if launcher is PROCESSES else launcher),
         env=_env(data),
         cwd=ROOT,
         capture_output=True,
@@ -135,15 +141,17 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     out = tmp_path / "preempted"
-    steps = STEPS // (2 if launcher is TORCHRUN else 1)
+    workers = 0 if launcher is not TORCHRUN and launcher is not PROCESSES else 2
+    steps = STEPS // max(workers, 1)
     moments = [
         (1, signal.SIGTERM, []),  # in the first epoch
         (2, signal.SIGINT, ["--resume"]),  # in a resumed run's next epoch (Ctrl-C)
         (3, signal.SIGTERM, ["--resume"]),  # in the last epoch
     ]
+    if launcher is PROCESSES:  # the launcher forwards signals; torchrun's case has the rest
+        moments = [(2, signal.SIGTERM, [])]
     for epoch, signum, extra in moments:
         command = _command(out, launcher, *extra)
-        workers = 2 if launcher is TORCHRUN else 0
         result = _signal_during(out, command, data, epoch, signum, workers)
         assert result.returncode != 0, "the run ended before the signal came"
         name = signal.Signals(signum).name
@@ -162,8 +170,8 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
         assert "multitask_mnist" not in "".join(
             line for line in result.stderr.splitlines(keepends=True) if line.startswith("  File")
         ), result.stderr[-3000:]
-        if launcher is not TORCHRUN:
-            assert "Traceback" not in result.stderr
+        if launcher is not TORCHRUN:  # nor a launcher's report under --processes
+            assert "Traceback" not in result.stderr, result.stderr[-3000:]
         lock = RunLock(out)  # released on the way out: this process can take it
         lock.acquire()
         lock.release()
@@ -188,3 +196,8 @@ def test_signals_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
 @pytest.mark.slow
 def test_signals_under_torchrun_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     _preempt_and_resume(tmp_path, TORCHRUN)
+
+
+@pytest.mark.slow
+def test_signals_under_the_processes_flag_then_resume_equals_torchrun(tmp_path: Path) -> None:
+    _preempt_and_resume(tmp_path, PROCESSES)

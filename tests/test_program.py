@@ -156,3 +156,31 @@ def test_configure_logging_sends_warnings_to_stderr(
     captured = capsys.readouterr()
     assert captured.out == "an epoch line\n"
     assert captured.err == "WARNING: a warning\n"
+
+
+def _trainer_program(*argv: str, **env: str) -> tuple[int, str, str]:
+    """A training program (its settings include TrainerConfig) that prints its epochs."""
+
+    def main(config: TrainerConfig) -> int:
+        print(f"epochs {config.epochs}")  # noqa: T201
+        return 0
+
+    main.__annotations__ = {"config": TrainerConfig, "return": int}
+    result = run_in_process(lambda a: program.run(main, a, prog="train.py"), argv, env)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_processes_that_are_not_a_positive_count_or_auto_are_one_line(value: str) -> None:
+    code, out, err = _trainer_program("--processes", value)
+    assert (code, out) == (program.EXIT_ERROR, "")
+    assert err == (
+        f"train.py: error: Expected `processes` to be a positive integer or 'auto', got {value!r}\n"
+    )
+
+
+def test_one_process_runs_the_program_here_and_only_training_programs_take_the_flag() -> None:
+    assert _trainer_program("--processes", "1", "--epochs", "2") == (0, "epochs 2\n", "")
+    assert _trainer_program("--epochs", "3", MULTITASK_MNIST_PROCESSES="1")[1] == "epochs 3\n"
+    code, _, err = _run(None, "--processes", "2")  # Tool has no TrainerConfig: no flag
+    assert code == program.EXIT_USAGE and "unrecognized arguments: --processes" in err

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from multitask_mnist import distributed
+from multitask_mnist.errors import InvalidValueError
 from multitask_mnist.methods import AGGREGATORS, METHODS
 from multitask_mnist.training import load_checkpoint
 from tests.conftest import write_fake_mnist
@@ -181,3 +183,34 @@ def _initial_weights() -> dict[str, torch.Tensor]:
 
     torch.manual_seed(0)
     return dict(presets.mnist_sum(fusion="expectation").state_dict())
+
+
+_REPORTER = """
+import json, os, sys
+from pathlib import Path
+rank = os.environ["RANK"]
+Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(
+    {"world": os.environ["WORLD_SIZE"], "threads": os.environ["OMP_NUM_THREADS"]}))
+sys.exit(int(sys.argv[2]) if rank == "1" else 0)
+"""
+
+
+def test_launch_starts_ranks_sharing_the_cores_and_returns_a_failed_ones_status(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "reporter.py"
+    script.write_text(_REPORTER)
+    before = os.environ.get("OMP_NUM_THREADS")
+    assert distributed.launch([str(script)], [str(tmp_path), "0"], 2) == 0
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    threads = str(max(1, distributed._usable_cores() // 2))
+    assert reports == [{"world": "2", "threads": threads}] * 2
+    assert os.environ.get("OMP_NUM_THREADS") == before  # this process's own is left as it was
+    capfd.readouterr()
+    assert distributed.launch([str(script)], [str(tmp_path), "3"], 2) == 3  # rank 1's status
+    assert capfd.readouterr().err == ""  # the processes speak for themselves: no report
+
+
+def test_launch_refuses_fewer_than_two_processes() -> None:
+    with pytest.raises(InvalidValueError, match="`processes` to be >= 2 for a launch, got 1"):
+        distributed.launch([sys.executable], [], 1)
