@@ -7,12 +7,15 @@ per second and the user CPU seconds of its timed steps (less sensitive to the
 machine's drift than wall time).
 
 Variants: ``default``; ``inplace`` (in-place ReLU); ``fused`` and ``foreach`` (Adam's
-fused and foreach implementations); ``b256`` and ``b512`` (batch size).
+fused and foreach implementations); ``b256`` and ``b512`` (batch size); ``eval256``,
+``eval512``, ``eval1024``, ``eval2048``: ``Trainer.evaluate`` on the 10,000 test images
+at that evaluation batch size (after one warm-up pass), the test pass of every run.
 
 Usage::
 
     python benchmarks/variants.py default fused foreach inplace --rounds 5
     python benchmarks/variants.py b128 b256 b512 --rounds 3
+    python benchmarks/variants.py eval256 eval512 eval1024 eval2048 --rounds 5
 """
 
 from __future__ import annotations
@@ -31,9 +34,31 @@ from typing import Any
 
 TRAIN_IMAGES, WARMUP_STEPS = 12_800, 5
 VARIANTS = ("default", "inplace", "fused", "foreach", "b128", "b256", "b512")
+EVAL_VARIANTS = ("eval256", "eval512", "eval1024", "eval2048")
+
+
+def evaluation(variant: str, data_dir: Path) -> dict[str, float]:
+    """Images per second of ``Trainer.evaluate`` on the test split at one batch size."""
+    import torch
+
+    from multitask_mnist import presets
+    from multitask_mnist.cli import mnist_test_split
+    from multitask_mnist.training import Trainer
+
+    test = mnist_test_split(data_dir)
+    torch.manual_seed(0)
+    trainer = Trainer(presets.mnist_sum(), eval_batch_size=int(variant[4:]), progress=False)
+    trainer.evaluate(test)  # warm-up
+    tic, user = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    trainer.evaluate(test)
+    seconds = time.perf_counter() - tic
+    used = resource.getrusage(resource.RUSAGE_SELF).ru_utime - user
+    return {"images_per_s": len(test) / seconds, "user_s": used}
 
 
 def worker(variant: str, data_dir: Path) -> dict[str, float]:
+    if variant.startswith("eval"):
+        return evaluation(variant, data_dir)
     import torch
     from torch import nn
     from torch.utils.data import Subset
@@ -73,7 +98,7 @@ def worker(variant: str, data_dir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", choices=VARIANTS)
+    parser.add_argument("variants", nargs="+", choices=VARIANTS + EVAL_VARIANTS)
     parser.add_argument("--rounds", type=int, default=3)
     default_data = Path(os.environ.get("MULTITASK_MNIST_DATA", "data"))
     parser.add_argument("--data-dir", type=Path, default=default_data)
@@ -89,7 +114,7 @@ def main() -> None:
             command += ["--data-dir", str(args.data_dir)]
             out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{args.rounds} rounds, {TRAIN_IMAGES} images each\n")
+    print(f"{args.rounds} rounds, {TRAIN_IMAGES} training or 10,000 test images each\n")
     print("| variant | median img/s | each | median user s |\n|---|---:|---|---:|")
     for variant, found in runs.items():
         speeds = sorted(r["images_per_s"] for r in found)

@@ -346,8 +346,8 @@ def launch(program: Sequence[str], argv: Sequence[str], processes: int) -> int:
         processes: How many processes; at least 2.
 
     Returns:
-        The exit status: 0, the first failed process's status, or ``128 + signal``
-        when a signal stopped them.
+        0 when every process succeeded, else the first failed process's exit
+        status, or ``128 + signal`` when a signal stopped them.
 
     Example:
         >>> import sys
