@@ -13,11 +13,13 @@ here does anything.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib
 import logging
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -329,25 +331,68 @@ def parse_processes(value: str | int) -> int:
     return processes
 
 
-def launch(program: Sequence[str], argv: Sequence[str], processes: int) -> int:
+#: The signals PyTorch's launcher takes over while it runs, and passes on to the processes.
+_LAUNCHER_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _as_before(variables: Sequence[str]) -> Iterator[None]:
+    """Give back, on the way out, the environment ``variables``, the signal handlers and
+    the levels of the ``torch.distributed`` loggers that the launcher changes."""
+    environment = {name: os.environ.get(name) for name in variables}
+    handlers = {signum: signal.getsignal(signum) for signum in _LAUNCHER_SIGNALS}
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("torch.distributed")
+    ]
+    levels = [log.level for log in loggers]
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def launch(
+    program: Sequence[str], argv: Sequence[str], processes: int, *, verbose: bool = False
+) -> int:
     """Run ``program argv`` as ``processes`` processes of this machine, data-parallel,
     through PyTorch's own launcher (what ``torchrun --standalone`` runs), and wait.
 
     Each process gets an equal share of the usable cores as its threads
-    (``OMP_NUM_THREADS``; one thread per process with one process per core), trains
-    its shard of every epoch with ``batch_size`` samples a step, as under torchrun,
-    and rank 0 alone prints and writes. A signal to this process (SIGTERM, Ctrl-C)
-    goes on to every process, so the Trainer saves a resumable checkpoint as it does
-    on one process.
+    (``OMP_NUM_THREADS``, unless it is set already; one thread per process with one
+    process per core), trains its shard of every epoch with ``batch_size`` samples a
+    step, as under torchrun, and rank 0 alone prints and writes. A signal to this
+    process (SIGTERM, Ctrl-C) goes on to every process, so the Trainer saves a
+    resumable checkpoint as it does on one process; the launcher gives each process 30
+    seconds to stop, and a second signal ends the launcher at once while the processes
+    finish their save. This process's environment, signal handlers and loggers are as
+    before when it returns.
 
     Args:
         program: How to start the program: a script's path, or ``["-m", "package"]``.
         argv: Its arguments.
         processes: How many processes; at least 2.
+        verbose: Show the launcher's own log (each failure and signal it handles);
+            off, each process's one line is all that is said.
 
     Returns:
         0 when every process succeeded, else the first failed process's exit
-        status, or ``128 + signal`` when a signal stopped them.
+        status, or ``128 + signal`` when a signal stopped them. When the first to fail
+        was not rank 0 (which alone prints), a warning on the ``multitask_mnist``
+        logger names it.
 
     Example:
         >>> import sys
@@ -363,33 +408,27 @@ def launch(program: Sequence[str], argv: Sequence[str], processes: int) -> int:
     from torch.distributed.run import parse_args
     from torch.distributed.run import run as run_processes
 
-    threads = max(1, _usable_cores() // processes)
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    # The launcher logs each failure and signal on top of the processes' own one line;
-    # its exceptions still say what went wrong with the launch itself.
-    quiet = os.environ.get("MULTITASK_MNIST_DEBUG", "") in ("", "0")
-    launcher_logs = [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name.startswith("torch.distributed")
-    ]
-    levels = [log.level for log in launcher_logs]
-    for log in launcher_logs if quiet else ():
-        log.setLevel(logging.CRITICAL)
-    try:
-        torchrun = ["--standalone", f"--nproc-per-node={processes}", *program, *argv]
-        run_processes(parse_args(torchrun))  # type: ignore[no-untyped-call]
-    except ChildFailedError as failed:  # each process has said why: no report on top
-        _, first = failed.get_first_failure()
-        return first.exitcode if first.exitcode >= 0 else 128 - first.exitcode
-    except SignalException as stopped:  # forwarded: each process saved and said so
-        return 128 + int(stopped.sigval)
-    finally:
-        for log, level in zip(launcher_logs, levels, strict=True):
-            log.setLevel(level)
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
+    with _as_before(["OMP_NUM_THREADS", "TORCHELASTIC_SIGNALS_TO_HANDLE"]):
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _usable_cores() // processes)))
+        if not verbose:  # its exceptions still say what went wrong with a launch itself
+            for name in list(logging.root.manager.loggerDict):
+                if name.startswith("torch.distributed"):
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            torchrun = ["--standalone", f"--nproc-per-node={processes}", *program, *argv]
+            run_processes(parse_args(torchrun))  # type: ignore[no-untyped-call]
+        except ChildFailedError as failed:  # each process has said why: no report on top
+            rank, first = failed.get_first_failure()
+            status = first.exitcode if first.exitcode >= 0 else 128 - first.exitcode
+            if rank != 0:
+                logging.getLogger("multitask_mnist").warning(
+                    "process %d of %d failed first, with exit status %d; --debug (or "
+                    "MULTITASK_MNIST_DEBUG=1) shows every process's error",
+                    rank,
+                    processes,
+                    status,
+                )
+            return status
+        except SignalException as stopped:  # passed on: each process saved and said so
+            return 128 + int(stopped.sigval)
     return 0

@@ -39,7 +39,7 @@ import jsonargparse
 from jsonargparse import ActionConfigFile  # type: ignore[attr-defined]
 
 from multitask_mnist import distributed
-from multitask_mnist.errors import MultitaskMnistError
+from multitask_mnist.errors import InvalidValueError, MultitaskMnistError
 from multitask_mnist.training import TrainerConfig, TrainingInterrupted
 
 __all__ = [
@@ -264,8 +264,8 @@ def settings_parser(
     if TrainerConfig in settings:  # a training program: run() can launch it data-parallel
         parser.add_argument(
             "--processes",
-            type=str,
-            default=os.environ.get(distributed.PROCESSES_ENV_VAR, "1"),
+            type=int | str,  # a count or "auto"; checked by distributed.parse_processes
+            default=os.environ.get(distributed.PROCESSES_ENV_VAR, 1),
             help=(
                 "train as N data-parallel processes of this machine, the cores shared "
                 "among them ('auto': one per core, one thread each); --batch-size is per "
@@ -363,9 +363,15 @@ def _program() -> list[str]:
     """How this program was started, to start it again: its script, or ``-m package``."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:  # python -m package
-        return ["-m", spec.name.removesuffix(".__main__")]
-    return [sys.argv[0]]
+    module = spec.name.removesuffix(".__main__") if spec is not None and spec.name else ""
+    if module and module != "__main__":  # python -m package
+        return ["-m", module]
+    if sys.argv[0] in ("", "-c"):
+        raise InvalidValueError(
+            "Expected `processes` to be 1 for a program run by python -c or from a "
+            "prompt: save it as a script, or start it under torchrun"
+        )
+    return [sys.argv[0]]  # a script, a console script, a folder or zipapp
 
 
 def run(
@@ -437,10 +443,15 @@ def run(
             name = f"{name} {args.command}"
         values = settings_from(args, *settings)
         options = args[args.command] if getattr(args, "command", None) else args
-        processes = distributed.parse_processes(getattr(options, "processes", None) or 1)
-        if processes > 1 and distributed.world_size() == 1 and "WORLD_SIZE" not in os.environ:
-            return distributed.launch(_program(), given, processes)
+        processes = distributed.parse_processes(getattr(options, "processes", 1))
         configure_logging()
+        if processes > 1 and distributed.world_size() == 1 and "WORLD_SIZE" not in os.environ:
+            if argv is not None:
+                raise InvalidValueError(
+                    f"Expected `processes` to be 1 for a program given its arguments in "
+                    f"code, got {processes}: start it from the command line, or under torchrun"
+                )
+            return distributed.launch(_program(), given, processes, verbose=debug)
         return int((main(*values) if settings else main(args)) or 0)
     except SystemExit as exit_:  # --help, --print-config, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE

@@ -244,7 +244,7 @@ def test_config_yaml_repeats_the_run(trained: tuple[Path, str]) -> None:
         "epochs": 3,
         "debug": False,
         "loss_strategy": None,
-        "processes": "1",  # how to launch, not how to train: not in config.yaml
+        "processes": 1,  # how to launch, not how to train: not in config.yaml
     }
 
 

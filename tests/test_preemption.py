@@ -127,11 +127,16 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
-    """Stop a run three times, resume it, and compare it with an uninterrupted run (for
-    ``--processes 2``, one under torchrun: the two launches train alike)."""
+    """Stop a run three times, resume it, and compare it with an uninterrupted run.
+
+    With ``launcher`` TORCHRUN, the run is started and stopped twice under torchrun,
+    then stopped once more and finished under ``--processes 2``: the library's launcher
+    passes the signal on, and the two launches resume each other's checkpoints and
+    train alike, bit for bit.
+    """
     data = write_fake_mnist(tmp_path / "data", n_train=2000, n_test=200)
     straight = subprocess.run(
-        _command(tmp_path / "straight", TORCHRUN if launcher is PROCESSES else launcher),
+        _command(tmp_path / "straight", launcher),
         env=_env(data),
         cwd=ROOT,
         capture_output=True,
@@ -141,19 +146,20 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     out = tmp_path / "preempted"
-    workers = 0 if launcher is not TORCHRUN and launcher is not PROCESSES else 2
+    workers = 2 if launcher is TORCHRUN else 0
     steps = STEPS // max(workers, 1)
+    last = PROCESSES if launcher is TORCHRUN else launcher
     moments = [
-        (1, signal.SIGTERM, []),  # in the first epoch
-        (2, signal.SIGINT, ["--resume"]),  # in a resumed run's next epoch (Ctrl-C)
-        (3, signal.SIGTERM, ["--resume"]),  # in the last epoch
+        (1, signal.SIGTERM, [], launcher),  # in the first epoch
+        (2, signal.SIGINT, ["--resume"], launcher),  # in a resumed run's next epoch (Ctrl-C)
+        (3, signal.SIGTERM, ["--resume"], last),  # in the last epoch
     ]
-    if launcher is PROCESSES:  # the launcher forwards signals; torchrun's case has the rest
-        moments = [(2, signal.SIGTERM, [])]
-    for epoch, signum, extra in moments:
-        command = _command(out, launcher, *extra)
+    for epoch, signum, extra, started_by in moments:
+        command = _command(out, started_by, *extra)
         result = _signal_during(out, command, data, epoch, signum, workers)
         assert result.returncode != 0, "the run ended before the signal came"
+        if started_by is not TORCHRUN:  # the status is the signal's (torchrun's is 1)
+            assert result.returncode == 128 + signum, result.stderr[-3000:]
         name = signal.Signals(signum).name
         state = load_checkpoint(out / "last.pt")
         assert state["epoch"] == epoch - 1 and 0 < state["step"] <= steps, (
@@ -170,13 +176,13 @@ def _preempt_and_resume(tmp_path: Path, launcher: list[str]) -> None:
         assert "multitask_mnist" not in "".join(
             line for line in result.stderr.splitlines(keepends=True) if line.startswith("  File")
         ), result.stderr[-3000:]
-        if launcher is not TORCHRUN:  # nor a launcher's report under --processes
+        if started_by is not TORCHRUN:  # nor a launcher's report under --processes
             assert "Traceback" not in result.stderr, result.stderr[-3000:]
         lock = RunLock(out)  # released on the way out: this process can take it
         lock.acquire()
         lock.release()
     resumed = subprocess.run(
-        _command(out, launcher, "--resume"),
+        _command(out, last, "--resume"),
         env=_env(data),
         cwd=ROOT,
         capture_output=True,
@@ -194,10 +200,7 @@ def test_signals_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_signals_under_torchrun_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_signals_under_torchrun_and_the_processes_flag_then_resume_equal_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
     _preempt_and_resume(tmp_path, TORCHRUN)
-
-
-@pytest.mark.slow
-def test_signals_under_the_processes_flag_then_resume_equals_torchrun(tmp_path: Path) -> None:
-    _preempt_and_resume(tmp_path, PROCESSES)

@@ -170,12 +170,16 @@ def _trainer_program(*argv: str, **env: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
-def test_processes_that_are_not_a_positive_count_or_auto_are_one_line(value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "shown"), [("0", "0"), ("-2", "-2"), ("two", "'two'"), ("1.5", "'1.5'")]
+)
+def test_processes_that_are_not_a_positive_count_or_auto_are_one_line(
+    value: str, shown: str
+) -> None:
     code, out, err = _trainer_program("--processes", value)
     assert (code, out) == (program.EXIT_ERROR, "")
     assert err == (
-        f"train.py: error: Expected `processes` to be a positive integer or 'auto', got {value!r}\n"
+        f"train.py: error: Expected `processes` to be a positive integer or 'auto', got {shown}\n"
     )
 
 
@@ -184,3 +188,12 @@ def test_one_process_runs_the_program_here_and_only_training_programs_take_the_f
     assert _trainer_program("--epochs", "3", MULTITASK_MNIST_PROCESSES="1")[1] == "epochs 3\n"
     code, _, err = _run(None, "--processes", "2")  # Tool has no TrainerConfig: no flag
     assert code == program.EXIT_USAGE and "unrecognized arguments: --processes" in err
+
+
+def test_processes_need_a_program_started_from_the_command_line(tmp_path: Path) -> None:
+    code, out, err = _trainer_program("--processes", "2")  # argv given in code
+    assert (code, out) == (program.EXIT_ERROR, "")
+    assert "Expected `processes` to be 1 for a program given its arguments in code" in err
+    config = tmp_path / "run.yaml"
+    config.write_text("processes: 1\nepochs: 4\n")  # a count in a YAML file is a count
+    assert _trainer_program("--config", str(config)) == (0, "epochs 4\n", "")

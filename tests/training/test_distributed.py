@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -196,19 +198,47 @@ sys.exit(int(sys.argv[2]) if rank == "1" else 0)
 
 
 def test_launch_starts_ranks_sharing_the_cores_and_returns_a_failed_ones_status(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     script = tmp_path / "reporter.py"
     script.write_text(_REPORTER)
-    before = os.environ.get("OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    handler = signal.getsignal(signal.SIGTERM)
     assert distributed.launch([str(script)], [str(tmp_path), "0"], 2) == 0
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     threads = str(max(1, distributed._usable_cores() // 2))
     assert reports == [{"world": "2", "threads": threads}] * 2
-    assert os.environ.get("OMP_NUM_THREADS") == before  # this process's own is left as it was
+    # This process is left as it was: its environment and its signal handlers.
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert "TORCHELASTIC_SIGNALS_TO_HANDLE" not in os.environ
+    assert signal.getsignal(signal.SIGTERM) == handler
     capfd.readouterr()
-    assert distributed.launch([str(script)], [str(tmp_path), "3"], 2) == 3  # rank 1's status
-    assert capfd.readouterr().err == ""  # the processes speak for themselves: no report
+    warnings: list[str] = []
+    library = logging.getLogger("multitask_mnist")
+    listener = logging.Handler()
+    listener.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    saved = library.handlers, library.propagate
+    library.handlers, library.propagate = [listener], False  # this test's listener alone
+    try:
+        assert distributed.launch([str(script)], [str(tmp_path), "3"], 2) == 3  # rank 1's
+    finally:
+        library.handlers, library.propagate = saved
+    assert capfd.readouterr().err == ""  # no launcher report
+    assert warnings == [
+        "process 1 of 2 failed first, with exit status 3; --debug (or "
+        "MULTITASK_MNIST_DEBUG=1) shows every process's error"
+    ]
+
+
+def test_launch_keeps_a_thread_count_the_user_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "reporter.py"
+    script.write_text(_REPORTER)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert distributed.launch([str(script)], [str(tmp_path), "0"], 2) == 0
+    assert json.loads((tmp_path / "rank0.json").read_text())["threads"] == "3"
+    assert os.environ["OMP_NUM_THREADS"] == "3"
 
 
 def test_launch_refuses_fewer_than_two_processes() -> None:
