@@ -35,9 +35,10 @@ docs: $(STAMP)
 
 # mypy and Sphinx (one core each, about 25 s apiece) run beside pytest, whose tests leave
 # a core idle about half the time (waiting on the processes they start): CI stays under
-# 12 minutes. The tests hold up beside a busy neighbour (make stress checks that).
+# 12 minutes. The tests hold up beside a busy neighbour (make stress checks that). Only
+# pytest prints much (mypy one line, Sphinx -q its warnings), so its output streams as is.
 test: lint
-	$(MAKE) --no-print-directory -j3 --output-sync=line typecheck pytest docs
+	$(MAKE) --no-print-directory -j3 typecheck pytest docs
 
 # The tests that start processes, send signals or race, repeated beside a CPU hog
 # (ARGS="--rounds 10", for instance).
