@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from throughput import matmul_gflops
 from torch import nn
 
 from multitask_mnist import presets
@@ -45,18 +46,13 @@ def layers(batch_size: int) -> list[tuple[str, nn.Conv2d, tuple[int, ...], bool]
     return found
 
 
-def best_ms(fn: Callable[[], object], repeats: int) -> float:
+def mean_ms(fn: Callable[[], object], repeats: int) -> float:
     for _ in range(3):
         fn()
     tic = time.perf_counter()
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - tic) / repeats * 1e3
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / best_ms(lambda: a @ b, repeats) / 1e6
 
 
 def measure(
@@ -70,13 +66,13 @@ def measure(
     x.requires_grad_(input_grad)
     out = nn.functional.conv2d(x, weight, bias)
     grad = torch.randn_like(out)
-    forward = best_ms(lambda: nn.functional.conv2d(x, weight, bias), repeats)
+    forward = mean_ms(lambda: nn.functional.conv2d(x, weight, bias), repeats)
 
     def backward() -> None:
         y = nn.functional.conv2d(x, weight, bias)
         y.backward(grad)
 
-    backward_ms = best_ms(backward, repeats) - forward
+    backward_ms = mean_ms(backward, repeats) - forward
     macs = out.numel() * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
     return forward, backward_ms, float(macs)
 

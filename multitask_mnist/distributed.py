@@ -339,17 +339,19 @@ _LAUNCHER_SIGNALS = tuple(
 )
 
 
+def _launcher_loggers() -> list[logging.Logger]:
+    """The ``torch.distributed`` loggers (the launcher's), as far as they exist yet."""
+    names = list(logging.root.manager.loggerDict)
+    return [logging.getLogger(name) for name in names if name.startswith("torch.distributed")]
+
+
 @contextlib.contextmanager
 def _as_before(variables: Sequence[str]) -> Iterator[None]:
     """Give back, on the way out, the environment ``variables``, the signal handlers and
     the levels of the ``torch.distributed`` loggers that the launcher changes."""
     environment = {name: os.environ.get(name) for name in variables}
     handlers = {signum: signal.getsignal(signum) for signum in _LAUNCHER_SIGNALS}
-    loggers = [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name.startswith("torch.distributed")
-    ]
+    loggers = _launcher_loggers()
     levels = [log.level for log in loggers]
     try:
         yield
@@ -410,10 +412,8 @@ def launch(
 
     with _as_before(["OMP_NUM_THREADS", "TORCHELASTIC_SIGNALS_TO_HANDLE"]):
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _usable_cores() // processes)))
-        if not verbose:  # its exceptions still say what went wrong with a launch itself
-            for name in list(logging.root.manager.loggerDict):
-                if name.startswith("torch.distributed"):
-                    logging.getLogger(name).setLevel(logging.CRITICAL)
+        for log in () if verbose else _launcher_loggers():  # its exceptions still speak
+            log.setLevel(logging.CRITICAL)
         try:
             torchrun = ["--standalone", f"--nproc-per-node={processes}", *program, *argv]
             run_processes(parse_args(torchrun))  # type: ignore[no-untyped-call]

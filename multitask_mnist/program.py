@@ -439,10 +439,11 @@ def run(
     debug = "--debug" in given or os.environ.get(DEBUG_ENV_VAR, "") not in ("", "0")
     try:
         args = parser.parse_args(_task_weight_lists(given, parser))
+        options = args
         if getattr(args, "command", None):  # a subcommand names the program in messages
             name = f"{name} {args.command}"
+            options = args[args.command]
         values = settings_from(args, *settings)
-        options = args[args.command] if getattr(args, "command", None) else args
         processes = distributed.parse_processes(getattr(options, "processes", 1))
         configure_logging()
         if processes > 1 and distributed.world_size() == 1 and "WORLD_SIZE" not in os.environ:
