@@ -2,11 +2,15 @@
 
 Each variant runs in a fresh process on the documented network (``presets.mnist_sum()``)
 with the Trainer's settings (bfloat16 autocast, channels-last, Adam, batch 128) over
-preloaded MNIST tensors, in alternating order for ``--rounds`` rounds:
+preloaded MNIST tensors and the Trainer's allocator setting (``keep_freed_memory``), in
+alternating order for ``--rounds`` rounds:
 
 - ``eager``: the step as the Trainer runs it;
+- ``eager-malloc-default``: the same with glibc's default thresholds (the Trainer's
+  ``keep_freed_memory=False``), to show what the allocator setting does here;
 - ``compile``: ``torch.compile(model)`` (Inductor, default mode), forward and backward;
 - ``max-autotune``: the same with ``mode="max-autotune-no-cudagraphs"``;
+- ``compile-trunk``: only the convolutional trunk compiled (default mode), the head eager;
 - ``eval-eager`` / ``eval-frozen``: inference under ``torch.no_grad``, eager against
   compiled with Inductor's ``freezing`` (weights folded as constants).
 
@@ -32,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TRAIN_VARIANTS = ("eager", "compile", "max-autotune")
+TRAIN_VARIANTS = ("eager", "eager-malloc-default", "compile", "max-autotune", "compile-trunk")
 EVAL_VARIANTS = ("eval-eager", "eval-frozen")
 STEPS, WARMUP, BATCH = 60, 5, 128
 
@@ -42,7 +46,10 @@ def worker(variant: str, data_dir: Path) -> dict[str, float]:
     import torch.nn.functional as F
 
     from multitask_mnist import load_mnist, presets
+    from multitask_mnist.training.allocator import keep_freed_memory
 
+    if variant != "eager-malloc-default":
+        keep_freed_memory()  # as the Trainer does: freed buffers reused, not unmapped
     mnist = load_mnist(data_dir, train=True)
     n = (STEPS + WARMUP) * BATCH
     images = (mnist.data[:n].float().div(255).sub(0.1307).div(0.3081)).unsqueeze(1)
@@ -56,6 +63,8 @@ def worker(variant: str, data_dir: Path) -> dict[str, float]:
     if variant in ("compile", "max-autotune"):
         mode = "max-autotune-no-cudagraphs" if variant == "max-autotune" else None
         run = torch.compile(model, mode=mode)
+    elif variant == "compile-trunk":
+        model.trunk.compile()  # in place: the module calls its compiled forward
     elif variant == "eval-frozen":
         import torch._inductor.config as inductor_config
 
