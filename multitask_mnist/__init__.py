@@ -17,7 +17,7 @@ from multitask_mnist.models import (
 from multitask_mnist.tasks import MISSING, Task
 from multitask_mnist.training import Trainer
 
-__version__ = "0.3.0.dev0"
+__version__ = "0.3.0"
 
 __all__ = [
     "MISSING",
