@@ -14,10 +14,10 @@ alternating order for ``--rounds`` rounds:
 - ``eval-eager`` / ``eval-frozen``: inference under ``torch.no_grad``, eager against
   compiled with Inductor's ``freezing`` (weights folded as constants).
 
-Every compiled variant reports its compilation time twice: cold (an empty
-``TORCHINDUCTOR_CACHE_DIR``) and warm (the same directory again, as a second run of a
-program would find it). Images per second are timed after the compilation and 5
-warm-up steps.
+Every variant reports the time of its first step (compiling included where compiled)
+twice: cold (an empty ``TORCHINDUCTOR_CACHE_DIR``) and warm (the same directory again,
+as a second run of a program would find it). Images per second come from the warm
+process, timed after 5 untimed steps, the first of which compiles.
 
 Usage::
 
